@@ -1,0 +1,385 @@
+//! Storage seams: [`SessionStore`] for server sessions, [`RefreshStore`] for refresh-token
+//! families and [`RevocationStore`] for access-token revocation (denylist and per-subject epoch).
+//!
+//! Every backend passes the same conformance suite (`tests/conformance/`), run against real
+//! servers. The traits are object safe and used as `Arc<dyn _>`.
+//!
+//! # Contract highlights
+//! - Stores key everything by [`TokenHash`]; the secret token never reaches a store.
+//! - Creation is insert-if-absent: a colliding ID is reported, never overwritten.
+//! - A record whose `expires_at` has passed is never returned, whether or not it has been swept.
+//! - Multi-step operations (creation under a session limit, rotation, refresh rotation) are
+//!   atomic: concurrent callers cannot observe or produce a state between the steps.
+
+use std::{fmt, time::SystemTime};
+
+use async_trait::async_trait;
+use futures_util::stream::BoxStream;
+use serde_json::{Map, Value};
+
+use crate::{error::BoxError, token::TokenHash};
+
+pub mod memory;
+#[cfg(feature = "redis")]
+pub mod redis;
+#[cfg(feature = "_sql")]
+pub mod sql;
+
+pub use memory::MemoryStore;
+
+/// Why a store operation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StoreErrorKind {
+    /// The backend is unreachable or refused the operation (maps to 503).
+    Unavailable,
+    /// The operation did not finish within the store timeout (maps to 503).
+    Timeout,
+    /// A write would have overwritten an existing record (an ID collision).
+    Conflict,
+    /// The stored data could not be decoded.
+    Corrupt,
+}
+
+/// A store failure, keeping the backend's error as its source.
+pub struct StoreError {
+    kind: StoreErrorKind,
+    source: Option<BoxError>,
+}
+
+impl StoreError {
+    /// A failure of `kind` without a source.
+    pub fn new(kind: StoreErrorKind) -> Self {
+        Self { kind, source: None }
+    }
+
+    /// The backend is unavailable; `source` says why.
+    pub fn unavailable(source: impl Into<BoxError>) -> Self {
+        Self {
+            kind: StoreErrorKind::Unavailable,
+            source: Some(source.into()),
+        }
+    }
+
+    /// Stored data could not be decoded; `source` says why.
+    pub fn corrupt(source: impl Into<BoxError>) -> Self {
+        Self {
+            kind: StoreErrorKind::Corrupt,
+            source: Some(source.into()),
+        }
+    }
+
+    /// The kind of failure.
+    pub fn kind(&self) -> StoreErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Debug for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreError")
+            .field("kind", &self.kind)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            StoreErrorKind::Unavailable => f.write_str("session store unavailable"),
+            StoreErrorKind::Timeout => f.write_str("session store timed out"),
+            StoreErrorKind::Conflict => f.write_str("session store record already exists"),
+            StoreErrorKind::Corrupt => f.write_str("session store returned undecodable data"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// Result of store operations.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// One server-side session as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRecord {
+    /// SHA-256 of the session token; the primary key.
+    pub id: TokenHash,
+    /// The subject (user ID).
+    pub subject: String,
+    /// Roles granted to the session.
+    pub roles: Vec<String>,
+    /// Extra attributes.
+    pub attributes: Map<String, Value>,
+    /// When the session was created.
+    pub created_at: SystemTime,
+    /// When the session was last seen (updated by throttled sliding renewal).
+    pub last_seen_at: SystemTime,
+    /// When the user last authenticated (login or step-up).
+    pub authenticated_at: SystemTime,
+    /// When the session stops being served: `min(last_seen_at + idle, absolute_expires_at)`.
+    pub expires_at: SystemTime,
+    /// The absolute timeout, fixed at creation.
+    pub absolute_expires_at: SystemTime,
+    /// The client's `User-Agent` at login (truncated to 256 bytes).
+    pub user_agent: Option<String>,
+    /// The client's IP address at login.
+    pub ip: Option<String>,
+}
+
+/// What to do when a subject already has the maximum number of live sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitPolicy {
+    /// Refuse the new session ([`CreateOutcome::LimitReached`]).
+    Reject,
+    /// Delete the oldest live sessions (by `created_at`) to make room.
+    EvictOldest,
+}
+
+/// A per-subject concurrent-session limit, enforced atomically by [`SessionStore::create`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLimit {
+    /// Maximum live sessions per subject (at least 1).
+    pub max: u32,
+    /// What happens at the limit.
+    pub policy: LimitPolicy,
+}
+
+/// Outcome of [`SessionStore::create`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum CreateOutcome {
+    /// Inserted; `evicted` lists sessions removed to respect the limit (oldest first).
+    Created {
+        /// IDs of evicted sessions.
+        evicted: Vec<TokenHash>,
+    },
+    /// A record with this ID already exists; nothing was written.
+    Collision,
+    /// The subject is at its limit and the policy is [`LimitPolicy::Reject`]; nothing was written.
+    LimitReached,
+}
+
+/// Storage for server-side sessions.
+///
+/// Implementations must keep the guarantees in the [module docs](self); the conformance suite
+/// checks them.
+#[async_trait]
+pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
+    /// Inserts `record` if no record with its ID exists. With a `limit`, counts the subject's live
+    /// sessions (`expires_at > record.created_at`) and applies the policy, atomically with the
+    /// insert: concurrent creations never exceed the limit.
+    async fn create(
+        &self,
+        record: &SessionRecord,
+        limit: Option<SessionLimit>,
+    ) -> StoreResult<CreateOutcome>;
+
+    /// Loads a live session: `None` when absent or when `expires_at <= now`.
+    async fn load(&self, id: &TokenHash, now: SystemTime) -> StoreResult<Option<SessionRecord>>;
+
+    /// Sliding renewal: sets `last_seen_at` and `expires_at` of a live session. `expires_at` never
+    /// exceeds the record's `absolute_expires_at` (callers compute it). Returns whether a live
+    /// record was updated.
+    async fn touch(
+        &self,
+        id: &TokenHash,
+        last_seen_at: SystemTime,
+        expires_at: SystemTime,
+    ) -> StoreResult<bool>;
+
+    /// Atomically replaces the live session `old` by `new` (session-ID rotation after a privilege
+    /// change or step-up). Returns `false` and writes nothing when `old` is absent or no longer
+    /// live at `new.last_seen_at` (the caller's "now"). A collision on `new.id` is
+    /// [`StoreErrorKind::Conflict`] and leaves `old` in place.
+    async fn rotate(&self, old: &TokenHash, new: &SessionRecord) -> StoreResult<bool>;
+
+    /// Deletes session `id` if it belongs to `subject`. Returns whether a record was deleted.
+    async fn delete(&self, subject: &str, id: &TokenHash) -> StoreResult<bool>;
+
+    /// Deletes every session of `subject`. Returns how many were deleted.
+    async fn delete_all(&self, subject: &str) -> StoreResult<u64>;
+
+    /// The subject's live sessions, oldest first.
+    async fn list(&self, subject: &str, now: SystemTime) -> StoreResult<Vec<SessionRecord>>;
+
+    /// Removes records that expired before `now` (and prunes per-subject indexes). Returns how
+    /// many sessions were removed.
+    async fn sweep(&self, now: SystemTime) -> StoreResult<u64>;
+}
+
+/// One refresh token of a refresh family, as stored.
+///
+/// A family starts at login and is extended by each rotation; at most one token of a family is
+/// unused (the head). Spent tokens are kept (with `used_at`) until the family expires so that
+/// reuse can be detected.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefreshRecord {
+    /// SHA-256 of the refresh token; the primary key.
+    pub id: TokenHash,
+    /// The family's public ID (also the `sid` of access tokens issued from it).
+    pub family: String,
+    /// The subject.
+    pub subject: String,
+    /// Roles carried into access tokens.
+    pub roles: Vec<String>,
+    /// Extra attributes carried into access tokens.
+    pub attributes: Map<String, Value>,
+    /// When this token was issued.
+    pub issued_at: SystemTime,
+    /// When this token stops being accepted: `min(issued_at + idle, family_expires_at)`.
+    pub expires_at: SystemTime,
+    /// When the family was created (login).
+    pub family_created_at: SystemTime,
+    /// The family's absolute expiry.
+    pub family_expires_at: SystemTime,
+    /// When the user last authenticated.
+    pub authenticated_at: SystemTime,
+    /// When this token was exchanged; `None` for the family head.
+    pub used_at: Option<SystemTime>,
+    /// The client's `User-Agent` at login.
+    pub user_agent: Option<String>,
+    /// The client's IP at login.
+    pub ip: Option<String>,
+}
+
+impl RefreshRecord {
+    /// The record that replaces `self` on rotation: same family and identity, new ID, issued at
+    /// `now`, expiring at `min(now + idle, family_expires_at)`, unused. Backends call this so that
+    /// every store derives successors identically.
+    pub fn successor(&self, id: TokenHash, now: SystemTime, idle: std::time::Duration) -> Self {
+        let idle_end = now + idle;
+        Self {
+            id,
+            family: self.family.clone(),
+            subject: self.subject.clone(),
+            roles: self.roles.clone(),
+            attributes: self.attributes.clone(),
+            issued_at: now,
+            expires_at: idle_end.min(self.family_expires_at),
+            family_created_at: self.family_created_at,
+            family_expires_at: self.family_expires_at,
+            authenticated_at: self.authenticated_at,
+            used_at: None,
+            user_agent: self.user_agent.clone(),
+            ip: self.ip.clone(),
+        }
+    }
+}
+
+/// Parameters of [`RefreshStore::rotate`].
+#[derive(Debug, Clone, Copy)]
+pub struct RotateRequest<'a> {
+    /// Hash of the presented refresh token.
+    pub presented: &'a TokenHash,
+    /// Hash of the token that will replace it.
+    pub next: &'a TokenHash,
+    /// The current time.
+    pub now: SystemTime,
+    /// Idle lifetime of a refresh token.
+    pub idle: std::time::Duration,
+    /// Grace window: a token spent less than this long ago whose successor is still the unused
+    /// head may be exchanged again (see [`RotateOutcome::Rotated`]). Zero disables it.
+    pub grace: std::time::Duration,
+}
+
+/// Outcome of [`RefreshStore::rotate`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum RotateOutcome {
+    /// The presented token was the head (or, within the grace window, the immediate predecessor
+    /// of an unused head): it is now spent, the old head (if different) is deleted, and `next` is
+    /// the new head, derived with [`RefreshRecord::successor`].
+    Rotated {
+        /// The new head.
+        next: RefreshRecord,
+    },
+    /// The presented token was already spent (outside the grace window): the whole family has been
+    /// deleted. The caller must raise a security event.
+    Reused {
+        /// The revoked family.
+        family: String,
+        /// Its subject.
+        subject: String,
+    },
+    /// Unknown, expired or from a revoked family. Nothing changed.
+    Invalid,
+}
+
+/// Storage for refresh-token families.
+#[async_trait]
+pub trait RefreshStore: Send + Sync + fmt::Debug + 'static {
+    /// Inserts the first token of a new family, insert-if-absent. Returns `false` on collision.
+    async fn insert(&self, record: &RefreshRecord) -> StoreResult<bool>;
+
+    /// Exchanges a refresh token atomically: of N concurrent calls with the same token exactly
+    /// one gets [`RotateOutcome::Rotated`] (with a zero grace window, the others see the token as
+    /// spent and get [`RotateOutcome::Reused`]).
+    async fn rotate(&self, request: RotateRequest<'_>) -> StoreResult<RotateOutcome>;
+
+    /// Whether `family` is live (has an unexpired head) at `now`. Used by the hybrid strategy's
+    /// server-side check.
+    async fn family_live(&self, family: &str, now: SystemTime) -> StoreResult<bool>;
+
+    /// Deletes a family of `subject`. Returns whether anything was deleted.
+    async fn delete_family(&self, subject: &str, family: &str) -> StoreResult<bool>;
+
+    /// Deletes every family of `subject`. Returns how many families were deleted.
+    async fn delete_all(&self, subject: &str) -> StoreResult<u64>;
+
+    /// The subject's live family heads, oldest family first.
+    async fn list(&self, subject: &str, now: SystemTime) -> StoreResult<Vec<RefreshRecord>>;
+
+    /// Removes expired tokens and families. Returns how many records were removed.
+    async fn sweep(&self, now: SystemTime) -> StoreResult<u64>;
+}
+
+/// One access-token revocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revocation {
+    /// The token with this `jti` is void until `until` (its own expiry).
+    Jti {
+        /// The JWT ID.
+        jti: String,
+        /// When the entry may be forgotten.
+        until: SystemTime,
+    },
+    /// Tokens of `subject` issued before `epoch` are void.
+    Epoch {
+        /// The subject.
+        subject: String,
+        /// Tokens with `iat` before this instant are void.
+        epoch: SystemTime,
+    },
+}
+
+/// A stream of revocations made by any instance, for keeping in-process mirrors current.
+/// The stream ends or yields an error when the feed is lost; the consumer then falls back to the
+/// store until it has re-subscribed and reloaded.
+pub type RevocationFeed = BoxStream<'static, StoreResult<Revocation>>;
+
+/// Storage for access-token revocations, shared by all instances.
+#[async_trait]
+pub trait RevocationStore: Send + Sync + fmt::Debug + 'static {
+    /// Records a revocation and publishes it to subscribers. Epochs only move forward.
+    async fn revoke(&self, revocation: &Revocation) -> StoreResult<()>;
+
+    /// Every revocation still in force at `now` (denylist entries with `until > now`, all epochs).
+    async fn load(&self, now: SystemTime) -> StoreResult<Vec<Revocation>>;
+
+    /// Whether a token is revoked, asked of the store directly (used while the feed is down).
+    async fn is_revoked(&self, jti: &str, subject: &str, issued_at: SystemTime)
+    -> StoreResult<bool>;
+
+    /// Subscribes to revocations. `Ok(None)` when the backend has no push channel; the consumer
+    /// then polls [`RevocationStore::load`].
+    async fn subscribe(&self) -> StoreResult<Option<RevocationFeed>>;
+
+    /// Removes denylist entries whose `until` has passed.
+    async fn sweep(&self, now: SystemTime) -> StoreResult<u64>;
+}

@@ -1,0 +1,263 @@
+//! The [`SessionStrategy`] trait: how a credential becomes a [`Principal`], and how credentials
+//! are issued, refreshed, listed and revoked.
+//!
+//! keycard ships the server-session strategy ([`ServerSessions`], over any
+//! [`SessionStore`](crate::store::SessionStore)), the JWT strategy and the hybrid strategy. The
+//! layer holds the strategy as `Arc<dyn SessionStrategy>`, chosen by config at run time.
+//!
+//! # The hot path
+//! [`SessionStrategy::authenticate`] returns an [`AuthFuture`], which is either already complete
+//! (a verified-token or session cache hit, a local signature check: no allocation, no box) or a
+//! boxed future (a store round trip, where a box costs nothing measurable).
+
+use std::{
+    fmt,
+    future::Future,
+    net::IpAddr,
+    pin::Pin,
+    task::{Context, Poll},
+    time::{Duration, SystemTime},
+};
+
+use async_trait::async_trait;
+use futures_util::future::BoxFuture;
+
+use crate::{
+    error::Result,
+    principal::{Principal, PrincipalSpec},
+    token::OpaqueToken,
+};
+
+// pub mod server;
+
+// pub use server::ServerSessions;
+
+/// Where a credential came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialSource {
+    /// The session (or access-token) cookie.
+    Cookie,
+    /// `Authorization: Bearer`.
+    Bearer,
+}
+
+/// A credential presented by the client, borrowed from the request. Its `Debug` is redacted.
+#[derive(Clone, Copy)]
+pub struct Credential<'a> {
+    /// The raw value (session token or access token).
+    pub value: &'a str,
+    /// Where it came from.
+    pub source: CredentialSource,
+}
+
+impl fmt::Debug for Credential<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credential")
+            .field("value", &"[redacted]")
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+/// Facts about the client recorded with a new session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientMeta {
+    /// `User-Agent`, truncated to 256 bytes.
+    pub user_agent: Option<String>,
+    /// The peer address (from axum's `ConnectInfo`) when known.
+    pub ip: Option<IpAddr>,
+}
+
+/// A signed access token issued to a client. `Debug` is redacted.
+#[derive(Clone)]
+pub struct AccessToken {
+    /// The compact JWS.
+    pub token: String,
+    /// Lifetime from issue.
+    pub expires_in: Duration,
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessToken")
+            .field("token", &"[redacted]")
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
+}
+
+/// Credentials produced by a login, a refresh or a rotation.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// The principal the credentials stand for.
+    pub principal: Principal,
+    /// A server-session token, for the session cookie.
+    pub session_token: Option<OpaqueToken>,
+    /// Max-Age for the session cookie (the absolute timeout).
+    pub session_max_age: Option<Duration>,
+    /// A JWT access token.
+    pub access_token: Option<AccessToken>,
+    /// A refresh token.
+    pub refresh_token: Option<OpaqueToken>,
+    /// Max-Age for the refresh cookie (the family's remaining absolute lifetime).
+    pub refresh_max_age: Option<Duration>,
+}
+
+/// One of a subject's sessions (or refresh families), as listed to its owner.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SessionInfo {
+    /// Public handle: usable with [`SessionStrategy::revoke`], never the secret.
+    pub id: String,
+    /// Creation (login) time.
+    #[serde(serialize_with = "ser_time")]
+    pub created_at: SystemTime,
+    /// Last time the session was seen (or its refresh token rotated).
+    #[serde(serialize_with = "ser_time")]
+    pub last_seen_at: SystemTime,
+    /// `User-Agent` at login.
+    pub user_agent: Option<String>,
+    /// Client IP at login.
+    pub ip: Option<String>,
+}
+
+fn ser_time<S: serde::Serializer>(t: &SystemTime, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::clock::rfc3339(*t))
+}
+
+/// The kind of a strategy, as named in config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum StrategyKind {
+    /// Opaque session IDs over a SQL store.
+    Database,
+    /// Opaque session IDs over Redis.
+    Redis,
+    /// Signed access tokens and refresh-token families.
+    Jwt,
+    /// JWT for ordinary routes, a server-side check for high-risk ones.
+    Hybrid,
+}
+
+impl StrategyKind {
+    /// The config name (`"database"`, `"redis"`, `"jwt"`, `"hybrid"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Database => "database",
+            Self::Redis => "redis",
+            Self::Jwt => "jwt",
+            Self::Hybrid => "hybrid",
+        }
+    }
+
+    /// Whether the primary credential is a signed access token (Bearer) rather than a session
+    /// cookie.
+    pub fn uses_tokens(self) -> bool {
+        matches!(self, Self::Jwt | Self::Hybrid)
+    }
+}
+
+/// The future returned by [`SessionStrategy::authenticate`]: either ready (no allocation) or a
+/// boxed store round trip.
+#[must_use = "futures do nothing unless polled"]
+pub struct AuthFuture<'a> {
+    inner: AuthFutureInner<'a>,
+}
+
+enum AuthFutureInner<'a> {
+    Ready(Option<Result<Principal>>),
+    Boxed(BoxFuture<'a, Result<Principal>>),
+}
+
+impl<'a> AuthFuture<'a> {
+    /// An already-known outcome.
+    pub fn ready(outcome: Result<Principal>) -> Self {
+        Self {
+            inner: AuthFutureInner::Ready(Some(outcome)),
+        }
+    }
+
+    /// An outcome that needs I/O.
+    pub fn boxed(fut: impl Future<Output = Result<Principal>> + Send + 'a) -> Self {
+        Self {
+            inner: AuthFutureInner::Boxed(Box::pin(fut)),
+        }
+    }
+
+    /// Whether the outcome is already known (no I/O needed).
+    pub fn is_ready(&self) -> bool {
+        matches!(self.inner, AuthFutureInner::Ready(_))
+    }
+}
+
+impl Future for AuthFuture<'_> {
+    type Output = Result<Principal>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().inner {
+            AuthFutureInner::Ready(outcome) => Poll::Ready(
+                outcome
+                    .take()
+                    .expect("AuthFuture polled after completion"),
+            ),
+            AuthFutureInner::Boxed(fut) => fut.as_mut().poll(cx),
+        }
+    }
+}
+
+impl fmt::Debug for AuthFuture<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthFuture")
+            .field("ready", &self.is_ready())
+            .finish()
+    }
+}
+
+/// An authentication strategy: server sessions, JWT or hybrid.
+///
+/// Every method that touches a store fails closed: an unreachable or slow store is
+/// [`ErrorKind::StoreUnavailable`](crate::ErrorKind::StoreUnavailable), never an anonymous result.
+/// Strategies emit [`SecurityEvent`](crate::events::SecurityEvent)s for what they do.
+#[async_trait]
+pub trait SessionStrategy: Send + Sync + fmt::Debug + 'static {
+    /// What this strategy is (reported by the demo's `/me`).
+    fn kind(&self) -> StrategyKind;
+
+    /// Resolves a credential to a principal. Called at most once per request, lazily, by the
+    /// first extractor that needs the principal.
+    fn authenticate<'a>(&'a self, credential: Credential<'a>) -> AuthFuture<'a>;
+
+    /// Logs `spec` in: always creates a fresh session (or refresh family) and returns its
+    /// credentials.
+    async fn login(&self, spec: PrincipalSpec, meta: &ClientMeta) -> Result<Issued>;
+
+    /// Exchanges a refresh token for new credentials. Strategies without refresh tokens answer
+    /// [`ErrorKind::InvalidGrant`](crate::ErrorKind::InvalidGrant).
+    async fn refresh(&self, refresh_token: &str, meta: &ClientMeta) -> Result<Issued>;
+
+    /// Replaces the principal's credentials by fresh ones (after a privilege change with `spec`,
+    /// or a step-up when `reauthenticated`), revoking the old ones.
+    async fn rotate(
+        &self,
+        current: &Principal,
+        spec: Option<PrincipalSpec>,
+        reauthenticated: bool,
+    ) -> Result<Issued>;
+
+    /// Revokes the principal's own session (or refresh family), and for tokens its access token.
+    async fn logout(&self, current: &Principal) -> Result<()>;
+
+    /// Revokes every session of `subject`; for tokens, voids every access token issued before now.
+    async fn logout_all(&self, subject: &str) -> Result<u64>;
+
+    /// The live sessions (or refresh families) of `subject`.
+    async fn list(&self, subject: &str) -> Result<Vec<SessionInfo>>;
+
+    /// Revokes one session of `subject` by its public handle. `Ok(false)` when there is no such
+    /// session of this subject.
+    async fn revoke(&self, subject: &str, session_id: &str) -> Result<bool>;
+
+    /// Confirms against the server-side state that the principal's session is still live (the
+    /// high-risk check). Server sessions were checked when authenticated and answer `Ok(())`.
+    async fn verify_live(&self, current: &Principal) -> Result<()>;
+}

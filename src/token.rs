@@ -1,0 +1,222 @@
+//! Opaque tokens: 256-bit CSPRNG values for session IDs and refresh tokens, and their SHA-256.
+//!
+//! The client holds an [`OpaqueToken`] (43 characters of unpadded base64url); the store holds only
+//! its [`TokenHash`]. A leaked table therefore yields no usable credential. Parsing is strict:
+//! exactly 43 canonical base64url characters, so a tampered or oversized value is rejected before
+//! any hashing or store access, without allocating.
+
+use std::fmt;
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::error::{Error, ErrorKind};
+
+/// Length in bytes of the random part of a token.
+pub const TOKEN_BYTES: usize = 32;
+/// Length in characters of an encoded token.
+pub const TOKEN_LEN: usize = 43;
+
+/// A secret opaque token (session ID or refresh token) as the client holds it.
+///
+/// `Debug` and `Display` print `[redacted]`; use [`OpaqueToken::expose_secret`] to get the value
+/// that goes into a cookie or a response body.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OpaqueToken {
+    encoded: String,
+    hash: TokenHash,
+}
+
+impl OpaqueToken {
+    /// Generates a fresh token from the operating system's CSPRNG.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Internal`] when the OS random source fails (it does not on supported systems).
+    pub fn generate() -> Result<Self, Error> {
+        let mut raw = [0u8; TOKEN_BYTES];
+        getrandom::fill(&mut raw).map_err(|e| {
+            Error::with_message(ErrorKind::Internal, "the OS random source failed")
+                .with_source(e.to_string())
+        })?;
+        Ok(Self {
+            encoded: URL_SAFE_NO_PAD.encode(raw),
+            hash: TokenHash::of_raw(&raw),
+        })
+    }
+
+    /// Parses a token presented by a client.
+    ///
+    /// Returns `None` unless `s` is exactly [`TOKEN_LEN`] canonical base64url characters.
+    pub fn parse(s: &str) -> Option<Self> {
+        let hash = TokenHash::of_encoded(s)?;
+        Some(Self {
+            encoded: s.to_owned(),
+            hash,
+        })
+    }
+
+    /// The encoded token, to be sent to the client. Handle with care.
+    pub fn expose_secret(&self) -> &str {
+        &self.encoded
+    }
+
+    /// The SHA-256 under which the store keeps this token.
+    pub fn hash(&self) -> TokenHash {
+        self.hash
+    }
+}
+
+impl fmt::Debug for OpaqueToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OpaqueToken([redacted])")
+    }
+}
+
+/// The SHA-256 of a token's 32 random bytes: the key under which stores keep it.
+///
+/// Not a secret: it cannot be turned back into a usable token. Its lowercase hex form is also the
+/// public handle of a session (see [`TokenHash::handle`]).
+#[derive(Clone, Copy, Eq, Hash)]
+pub struct TokenHash([u8; 32]);
+
+impl TokenHash {
+    /// Hashes an encoded token without allocating. `None` when it is not a well-formed token.
+    pub fn of_encoded(s: &str) -> Option<Self> {
+        if s.len() != TOKEN_LEN {
+            return None;
+        }
+        let mut raw = [0u8; TOKEN_BYTES + 2];
+        let n = URL_SAFE_NO_PAD
+            .decode_slice(s.as_bytes(), &mut raw)
+            .ok()?;
+        if n != TOKEN_BYTES {
+            return None;
+        }
+        let raw: &[u8; TOKEN_BYTES] = raw[..TOKEN_BYTES].try_into().ok()?;
+        // Reject non-canonical encodings (trailing bits set) so one token has one spelling.
+        let mut check = [0u8; TOKEN_LEN];
+        URL_SAFE_NO_PAD
+            .encode_slice(raw, &mut check)
+            .ok()?;
+        if check != s.as_bytes() {
+            return None;
+        }
+        Some(Self::of_raw(raw))
+    }
+
+    fn of_raw(raw: &[u8; TOKEN_BYTES]) -> Self {
+        Self(Sha256::digest(raw).into())
+    }
+
+    /// Wraps 32 bytes read back from a store.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The 32 hash bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Lowercase hex (64 characters): the public handle of a session, and the text form stores use.
+    pub fn handle(&self) -> String {
+        let mut out = String::with_capacity(64);
+        for b in self.0 {
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+        out
+    }
+
+    /// Parses a handle produced by [`TokenHash::handle`] (64 lowercase hex characters).
+    pub fn from_handle(s: &str) -> Option<Self> {
+        let bytes = s.as_bytes();
+        if bytes.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, pair) in bytes.chunks_exact(2).enumerate() {
+            out[i] = (unhex(pair[0])? << 4) | unhex(pair[1])?;
+        }
+        Some(Self(out))
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+fn unhex(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+impl PartialEq for TokenHash {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TokenHash({})", &self.handle()[..12])
+    }
+}
+
+/// A random public identifier (128 bits, base64url): refresh-token families, JWT `jti`.
+pub fn random_id() -> Result<String, Error> {
+    let mut raw = [0u8; 16];
+    getrandom::fill(&mut raw).map_err(|e| {
+        Error::with_message(ErrorKind::Internal, "the OS random source failed")
+            .with_source(e.to_string())
+    })?;
+    Ok(URL_SAFE_NO_PAD.encode(raw))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_tokens_round_trip_and_differ() {
+        let a = OpaqueToken::generate().unwrap();
+        let b = OpaqueToken::generate().unwrap();
+        assert_ne!(a.expose_secret(), b.expose_secret());
+        assert_eq!(a.expose_secret().len(), TOKEN_LEN);
+        let parsed = OpaqueToken::parse(a.expose_secret()).unwrap();
+        assert_eq!(parsed.hash(), a.hash());
+        assert_ne!(a.hash(), b.hash());
+    }
+
+    #[test]
+    fn malformed_tokens_are_refused() {
+        let good = OpaqueToken::generate().unwrap();
+        let s = good.expose_secret();
+        assert!(OpaqueToken::parse(&s[..42]).is_none());
+        assert!(OpaqueToken::parse(&format!("{s}A")).is_none());
+        assert!(OpaqueToken::parse(&format!("{}=", &s[..42])).is_none());
+        assert!(OpaqueToken::parse(&format!("{}+", &s[..42])).is_none());
+        assert!(OpaqueToken::parse("").is_none());
+        // Non-canonical last character: same bytes, different spelling.
+        let last = s.as_bytes()[42];
+        let idx = URL_SAFE_ALPHABET.iter().position(|&c| c == last).unwrap();
+        let alt = URL_SAFE_ALPHABET[(idx & !0b11) | ((idx + 1) & 0b11)];
+        let tampered = format!("{}{}", &s[..42], char::from(alt));
+        assert!(OpaqueToken::parse(&tampered).is_none());
+    }
+
+    const URL_SAFE_ALPHABET: &[u8; 64] =
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+    #[test]
+    fn debug_is_redacted_and_handles_round_trip() {
+        let t = OpaqueToken::generate().unwrap();
+        assert!(!format!("{t:?}").contains(t.expose_secret()));
+        let h = t.hash();
+        assert_eq!(TokenHash::from_handle(&h.handle()), Some(h));
+        assert!(TokenHash::from_handle("zz").is_none());
+        assert!(TokenHash::from_handle(&h.handle().to_uppercase()).is_none());
+    }
+}
