@@ -28,9 +28,9 @@ use crate::{
     token::OpaqueToken,
 };
 
-// pub mod server;
+pub mod server;
 
-// pub use server::ServerSessions;
+pub use server::ServerSessions;
 
 /// Where a credential came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

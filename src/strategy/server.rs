@@ -1,0 +1,352 @@
+//! Server sessions: an opaque 256-bit token in a cookie, the session record in a store.
+//!
+//! The store keeps only the token's SHA-256, so a leaked table yields no usable session. Each
+//! authenticated request costs one store read; sliding renewal adds a write at most once per
+//! [`ServerSettings::renewal_interval`]. Login always creates a fresh token (session fixation is
+//! impossible: a client-chosen ID is never adopted), and [`SessionStrategy::rotate`] replaces it
+//! after a privilege change.
+
+use std::{sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+
+use super::{AuthFuture, ClientMeta, Credential, Issued, SessionInfo, SessionStrategy, StrategyKind};
+use crate::{
+    clock::{Clock, SystemClock, truncate_millis},
+    error::{Error, ErrorKind, Result},
+    events::{Events, SecurityEvent},
+    principal::{Principal, PrincipalSpec, SessionRef},
+    store::{CreateOutcome, SessionLimit, SessionRecord, SessionStore, with_timeout},
+    token::{OpaqueToken, TokenHash},
+};
+
+/// Timeouts and limits of server sessions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerSettings {
+    /// A session unused for this long expires. Default 30 minutes.
+    pub idle_timeout: Duration,
+    /// A session expires this long after login, however active. Default 12 hours.
+    pub absolute_timeout: Duration,
+    /// Sliding renewal writes `last_seen_at` at most once per this interval. Default: a tenth
+    /// of the idle timeout (3 minutes).
+    pub renewal_interval: Duration,
+    /// Concurrent-session limit per subject. Default none.
+    pub limit: Option<SessionLimit>,
+    /// A store call slower than this fails the request with 503. Default 2 seconds.
+    pub store_timeout: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(30 * 60),
+            absolute_timeout: Duration::from_secs(12 * 60 * 60),
+            renewal_interval: Duration::from_secs(3 * 60),
+            limit: None,
+            store_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The server-session strategy over any [`SessionStore`].
+///
+/// ```
+/// use std::sync::Arc;
+/// use keycard::{store::MemoryStore, strategy::{ServerSessions, server::ServerSettings, StrategyKind}};
+///
+/// let sessions = ServerSessions::new(Arc::new(MemoryStore::new()), ServerSettings::default());
+/// # let _ = sessions;
+/// ```
+#[derive(Debug, Clone)]
+pub struct ServerSessions {
+    store: Arc<dyn SessionStore>,
+    settings: ServerSettings,
+    clock: Arc<dyn Clock>,
+    events: Events,
+    kind: StrategyKind,
+}
+
+impl ServerSessions {
+    /// Server sessions over `store` with the system clock and no event hook.
+    pub fn new(store: Arc<dyn SessionStore>, settings: ServerSettings) -> Self {
+        Self {
+            store,
+            settings,
+            clock: Arc::new(SystemClock),
+            events: Events::default(),
+            kind: StrategyKind::Database,
+        }
+    }
+
+    /// Uses `clock` (tests use [`ManualClock`](crate::clock::ManualClock)).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Sends security events to `events`.
+    pub fn with_events(mut self, events: Events) -> Self {
+        self.events = events;
+        self
+    }
+
+    /// Reports itself as `kind` (`Database` or `Redis`).
+    pub fn with_kind(mut self, kind: StrategyKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn SessionStore> {
+        &self.store
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &ServerSettings {
+        &self.settings
+    }
+
+    async fn guarded<T>(
+        &self,
+        fut: impl Future<Output = crate::store::StoreResult<T>>,
+    ) -> Result<T> {
+        with_timeout(self.settings.store_timeout, fut).await
+    }
+
+    fn principal(record: SessionRecord, handle: String) -> Principal {
+        let session = SessionRef {
+            id: handle,
+            jti: None,
+            issued_at: record.created_at,
+        };
+        Principal::new(
+            PrincipalSpec {
+                subject: record.subject,
+                roles: record.roles,
+                attributes: record.attributes,
+            },
+            session,
+            record.authenticated_at,
+            record.expires_at,
+        )
+    }
+
+    async fn resolve(&self, id: TokenHash) -> Result<Principal> {
+        let now = self.clock.now();
+        let Some(mut record) = self.guarded(self.store.load(&id, now)).await? else {
+            return Err(Error::new(ErrorKind::InvalidCredential));
+        };
+        if record.expires_at <= now || record.absolute_expires_at <= now {
+            return Err(Error::new(ErrorKind::Expired));
+        }
+        let since_seen = now
+            .duration_since(record.last_seen_at)
+            .unwrap_or(Duration::ZERO);
+        if since_seen >= self.settings.renewal_interval {
+            let now = truncate_millis(now);
+            let expires = (now + self.settings.idle_timeout).min(record.absolute_expires_at);
+            if self.guarded(self.store.touch(&id, now, expires)).await? {
+                record.last_seen_at = now;
+                record.expires_at = expires;
+            } else {
+                return Err(Error::new(ErrorKind::InvalidCredential));
+            }
+        }
+        Ok(Self::principal(record, id.handle()))
+    }
+
+    fn new_record(&self, spec: PrincipalSpec, meta: &ClientMeta) -> Result<(OpaqueToken, SessionRecord)> {
+        let token = OpaqueToken::generate()?;
+        let now = truncate_millis(self.clock.now());
+        let absolute = now + self.settings.absolute_timeout;
+        let record = SessionRecord {
+            id: token.hash(),
+            subject: spec.subject,
+            roles: spec.roles,
+            attributes: spec.attributes,
+            created_at: now,
+            last_seen_at: now,
+            authenticated_at: now,
+            expires_at: (now + self.settings.idle_timeout).min(absolute),
+            absolute_expires_at: absolute,
+            user_agent: meta.user_agent.clone(),
+            ip: meta.ip.map(|ip| ip.to_string()),
+        };
+        Ok((token, record))
+    }
+
+    fn issued(&self, token: OpaqueToken, record: SessionRecord) -> Issued {
+        let max_age = record
+            .absolute_expires_at
+            .duration_since(record.created_at)
+            .unwrap_or(Duration::ZERO);
+        let handle = record.id.handle();
+        Issued {
+            principal: Self::principal(record, handle),
+            session_token: Some(token),
+            session_max_age: Some(max_age),
+            access_token: None,
+            refresh_token: None,
+            refresh_max_age: None,
+        }
+    }
+
+    fn handle_of(principal: &Principal) -> Result<TokenHash> {
+        TokenHash::from_handle(&principal.session().id)
+            .ok_or_else(|| Error::with_message(ErrorKind::Internal, "principal has no server session"))
+    }
+}
+
+#[async_trait]
+impl SessionStrategy for ServerSessions {
+    fn kind(&self) -> StrategyKind {
+        self.kind
+    }
+
+    fn authenticate<'a>(&'a self, credential: Credential<'a>) -> AuthFuture<'a> {
+        match TokenHash::of_encoded(credential.value) {
+            Some(id) => AuthFuture::boxed(self.resolve(id)),
+            None => AuthFuture::ready(Err(Error::new(ErrorKind::InvalidCredential))),
+        }
+    }
+
+    async fn login(&self, spec: PrincipalSpec, meta: &ClientMeta) -> Result<Issued> {
+        let subject = spec.subject.clone();
+        let (token, record) = self.new_record(spec, meta)?;
+        match self.guarded(self.store.create(&record, self.settings.limit)).await? {
+            CreateOutcome::Created { evicted } => {
+                for id in evicted {
+                    self.events.emit(SecurityEvent::SessionEvicted {
+                        subject: subject.clone(),
+                        session: id.handle(),
+                    });
+                }
+                self.events.emit(SecurityEvent::Login {
+                    subject,
+                    session: record.id.handle(),
+                    ip: meta.ip,
+                });
+                Ok(self.issued(token, record))
+            }
+            CreateOutcome::LimitReached => {
+                self.events.emit(SecurityEvent::LoginRefused { subject });
+                Err(Error::new(ErrorKind::SessionLimit))
+            }
+            // 2^-256: report rather than retry silently.
+            CreateOutcome::Collision => Err(Error::with_message(
+                ErrorKind::Internal,
+                "session ID collision",
+            )),
+        }
+    }
+
+    async fn refresh(&self, _refresh_token: &str, _meta: &ClientMeta) -> Result<Issued> {
+        Err(Error::with_message(
+            ErrorKind::InvalidGrant,
+            "server sessions have no refresh tokens",
+        ))
+    }
+
+    async fn rotate(
+        &self,
+        current: &Principal,
+        spec: Option<PrincipalSpec>,
+        reauthenticated: bool,
+    ) -> Result<Issued> {
+        let old_id = Self::handle_of(current)?;
+        let now = self.clock.now();
+        let Some(old) = self.guarded(self.store.load(&old_id, now)).await? else {
+            return Err(Error::new(ErrorKind::Revoked));
+        };
+        let token = OpaqueToken::generate()?;
+        let now = truncate_millis(now);
+        let spec = spec.unwrap_or_else(|| current.spec());
+        let record = SessionRecord {
+            id: token.hash(),
+            subject: spec.subject,
+            roles: spec.roles,
+            attributes: spec.attributes,
+            created_at: old.created_at,
+            last_seen_at: now,
+            authenticated_at: if reauthenticated { now } else { old.authenticated_at },
+            expires_at: (now + self.settings.idle_timeout).min(old.absolute_expires_at),
+            absolute_expires_at: old.absolute_expires_at,
+            user_agent: old.user_agent,
+            ip: old.ip,
+        };
+        if !self.guarded(self.store.rotate(&old_id, &record)).await? {
+            return Err(Error::new(ErrorKind::Revoked));
+        }
+        self.events.emit(SecurityEvent::SessionRotated {
+            subject: record.subject.clone(),
+            old: old_id.handle(),
+            new: record.id.handle(),
+        });
+        if reauthenticated {
+            self.events.emit(SecurityEvent::StepUp {
+                subject: record.subject.clone(),
+            });
+        }
+        let mut issued = self.issued(token, record);
+        issued.session_max_age = old
+            .absolute_expires_at
+            .duration_since(now)
+            .ok();
+        Ok(issued)
+    }
+
+    async fn logout(&self, current: &Principal) -> Result<()> {
+        let id = Self::handle_of(current)?;
+        self.guarded(self.store.delete(current.subject(), &id)).await?;
+        self.events.emit(SecurityEvent::Logout {
+            subject: current.subject().to_owned(),
+            session: current.session().id.clone(),
+        });
+        Ok(())
+    }
+
+    async fn logout_all(&self, subject: &str) -> Result<u64> {
+        let count = self.guarded(self.store.delete_all(subject)).await?;
+        self.events.emit(SecurityEvent::AllSessionsRevoked {
+            subject: subject.to_owned(),
+            count,
+        });
+        Ok(count)
+    }
+
+    async fn list(&self, subject: &str) -> Result<Vec<SessionInfo>> {
+        let records = self.guarded(self.store.list(subject, self.clock.now())).await?;
+        Ok(records
+            .into_iter()
+            .map(|r| SessionInfo {
+                id: r.id.handle(),
+                created_at: r.created_at,
+                last_seen_at: r.last_seen_at,
+                user_agent: r.user_agent,
+                ip: r.ip,
+            })
+            .collect())
+    }
+
+    async fn revoke(&self, subject: &str, session_id: &str) -> Result<bool> {
+        let Some(id) = TokenHash::from_handle(session_id) else {
+            return Ok(false);
+        };
+        let deleted = self.guarded(self.store.delete(subject, &id)).await?;
+        if deleted {
+            self.events.emit(SecurityEvent::SessionRevoked {
+                subject: subject.to_owned(),
+                session: session_id.to_owned(),
+            });
+        }
+        Ok(deleted)
+    }
+
+    async fn verify_live(&self, current: &Principal) -> Result<()> {
+        let id = Self::handle_of(current)?;
+        match self.guarded(self.store.load(&id, self.clock.now())).await? {
+            Some(_) => Ok(()),
+            None => Err(Error::new(ErrorKind::Revoked)),
+        }
+    }
+}

@@ -1,0 +1,401 @@
+//! Where credentials travel: the session cookie and the `Authorization: Bearer` header.
+//!
+//! Reading is strict and allocation-free: the credential is kept as a slice of the original header
+//! value (a reference-counted buffer), the cookie name matches byte for byte (no percent-decoding,
+//! no case folding), and oversized input is refused before any decoding.
+//!
+//! # Security
+//! - Two session cookies with the configured name are ambiguous and rejected (401), never guessed.
+//! - A Bearer header next to a session cookie is ambiguous and rejected (400) for strategies that
+//!   accept both.
+//! - Credentials are never read from the query string.
+
+use std::{ops::Range, time::Duration};
+
+use cookie::{Cookie, SameSite};
+use http::{HeaderMap, HeaderValue, header};
+
+use crate::{
+    error::{Error, ErrorKind},
+    strategy::{Credential, CredentialSource},
+};
+
+/// Cookie names and attributes, and input limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportSettings {
+    /// Name of the session cookie (server sessions) or access-token cookie (JWT with cookie
+    /// transport). Default `__Host-keycard`.
+    pub cookie_name: String,
+    /// Whether the session/access cookie is read at all (always for server sessions; opt-in for
+    /// JWT).
+    pub read_cookie: bool,
+    /// Whether `Authorization: Bearer` is read (JWT and hybrid).
+    pub read_bearer: bool,
+    /// Name of the refresh-token cookie, when refresh tokens travel in a cookie. Default
+    /// `__Secure-keycard-refresh`.
+    pub refresh_cookie_name: Option<String>,
+    /// Path the refresh cookie is scoped to. Default `/refresh`.
+    pub refresh_cookie_path: String,
+    /// Whether cookies carry `Secure`. Default `true`. Turning it off weakens security and is
+    /// only for plain-HTTP development on hosts other than `localhost`; it also requires a
+    /// cookie name without the `__Host-`/`__Secure-` prefix.
+    pub secure: bool,
+    /// Largest `Authorization` header accepted, in bytes. Default 8192.
+    pub max_authorization_bytes: usize,
+    /// Largest session cookie value accepted, in bytes. Default 4096.
+    pub max_cookie_bytes: usize,
+    /// Most cookies scanned in a request; more is refused (431). Default 150.
+    pub max_cookies: usize,
+}
+
+impl Default for TransportSettings {
+    fn default() -> Self {
+        Self {
+            cookie_name: "__Host-keycard".into(),
+            read_cookie: true,
+            read_bearer: false,
+            refresh_cookie_name: None,
+            refresh_cookie_path: "/refresh".into(),
+            secure: true,
+            max_authorization_bytes: 8192,
+            max_cookie_bytes: 4096,
+            max_cookies: 150,
+        }
+    }
+}
+
+/// A credential located in a request, kept as a cheap clone of the header it came from.
+#[derive(Clone)]
+pub(crate) struct Located {
+    header: HeaderValue,
+    range: Range<usize>,
+    pub(crate) source: CredentialSource,
+}
+
+impl Located {
+    pub(crate) fn value(&self) -> &str {
+        // The header passed `to_str` (visible ASCII) when located, so this cannot fail; an empty
+        // string is returned defensively rather than panicking.
+        std::str::from_utf8(&self.header.as_bytes()[self.range.clone()]).unwrap_or("")
+    }
+
+    pub(crate) fn credential(&self) -> Credential<'_> {
+        Credential {
+            value: self.value(),
+            source: self.source,
+        }
+    }
+}
+
+/// What the transport found in a request.
+#[derive(Clone, Default)]
+pub(crate) struct Found {
+    /// The primary credential, or why the request's credentials are unusable.
+    pub(crate) credential: Option<Result<Located, ErrorKind>>,
+    /// The refresh cookie, when configured and present exactly once.
+    pub(crate) refresh: Option<Located>,
+}
+
+/// Reads the credentials from request headers.
+///
+/// # Errors
+/// [`ErrorKind::TooLarge`] when a limit is exceeded: the request is refused outright.
+pub(crate) fn read(settings: &TransportSettings, headers: &HeaderMap) -> Result<Found, Error> {
+    let mut found = Found::default();
+    let bearer = if settings.read_bearer {
+        read_bearer(settings, headers)?
+    } else {
+        None
+    };
+    let mut cookie: Option<Result<Located, ErrorKind>> = None;
+    let mut refresh_seen = 0usize;
+    let mut scanned = 0usize;
+    let want_cookie = settings.read_cookie;
+    let refresh_name = settings.refresh_cookie_name.as_deref();
+    if want_cookie || refresh_name.is_some() {
+        for value in headers.get_all(header::COOKIE) {
+            let Ok(text) = value.to_str() else {
+                continue;
+            };
+            let mut offset = 0usize;
+            for pair in text.split(';') {
+                let start = offset;
+                offset += pair.len() + 1;
+                scanned += 1;
+                if scanned > settings.max_cookies {
+                    return Err(Error::with_message(
+                        ErrorKind::TooLarge,
+                        "too many cookies in the request",
+                    ));
+                }
+                let trimmed_start = pair.len() - pair.trim_start_matches([' ', '\t']).len();
+                let pair_t = pair.trim_matches([' ', '\t']);
+                let Some((name, val)) = pair_t.split_once('=') else {
+                    continue;
+                };
+                let vstart = start + trimmed_start + name.len() + 1;
+                let range = vstart..vstart + val.len();
+                if want_cookie && name == settings.cookie_name {
+                    if val.len() > settings.max_cookie_bytes {
+                        return Err(Error::with_message(
+                            ErrorKind::TooLarge,
+                            "the session cookie is too large",
+                        ));
+                    }
+                    cookie = Some(match cookie {
+                        None => Ok(Located {
+                            header: value.clone(),
+                            range,
+                            source: CredentialSource::Cookie,
+                        }),
+                        // A second session cookie: ambiguous, rejected as invalid.
+                        Some(_) => Err(ErrorKind::InvalidCredential),
+                    });
+                } else if Some(name) == refresh_name {
+                    refresh_seen += 1;
+                    if val.len() <= settings.max_cookie_bytes {
+                        found.refresh = Some(Located {
+                            header: value.clone(),
+                            range,
+                            source: CredentialSource::Cookie,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    if refresh_seen > 1 {
+        found.refresh = None;
+    }
+    found.credential = match (bearer, cookie) {
+        (None, c) => c,
+        (Some(b), None) => Some(b),
+        (Some(_), Some(_)) => Some(Err(ErrorKind::MalformedRequest)),
+    };
+    Ok(found)
+}
+
+fn read_bearer(
+    settings: &TransportSettings,
+    headers: &HeaderMap,
+) -> Result<Option<Result<Located, ErrorKind>>, Error> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if value.len() > settings.max_authorization_bytes {
+        return Err(Error::with_message(
+            ErrorKind::TooLarge,
+            "the Authorization header is too large",
+        ));
+    }
+    if values.next().is_some() {
+        return Ok(Some(Err(ErrorKind::MalformedRequest)));
+    }
+    Ok(parse_bearer(value.as_bytes()).map(|r| {
+        r.map(|range| Located {
+            header: value.clone(),
+            range,
+            source: CredentialSource::Bearer,
+        })
+    }))
+}
+
+/// Parses an `Authorization` value per RFC 6750 §2.1: `Bearer` (any case), one or more spaces,
+/// then a `b64token`. Returns `None` for other schemes, the token's byte range when well formed,
+/// and [`ErrorKind::MalformedRequest`] when the scheme is Bearer but the rest is not.
+pub fn parse_bearer(value: &[u8]) -> Option<Result<Range<usize>, ErrorKind>> {
+    const SCHEME: &[u8] = b"bearer";
+    if value.len() < SCHEME.len() || !value[..SCHEME.len()].eq_ignore_ascii_case(SCHEME) {
+        return None;
+    }
+    let rest = &value[SCHEME.len()..];
+    if rest.is_empty() {
+        return Some(Err(ErrorKind::MalformedRequest));
+    }
+    if rest[0] != b' ' {
+        // e.g. "Bearerx": another scheme that merely starts with "bearer".
+        return if rest[0].is_ascii_alphanumeric() || rest[0] == b'-' {
+            None
+        } else {
+            Some(Err(ErrorKind::MalformedRequest))
+        };
+    }
+    let spaces = rest.iter().take_while(|&&b| b == b' ').count();
+    let start = SCHEME.len() + spaces;
+    let token = &value[start..];
+    if !is_b64token(token) {
+        return Some(Err(ErrorKind::MalformedRequest));
+    }
+    Some(Ok(start..value.len()))
+}
+
+/// `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`
+fn is_b64token(token: &[u8]) -> bool {
+    let body_len = token
+        .iter()
+        .take_while(|&&b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+        .count();
+    body_len > 0 && token[body_len..].iter().all(|&b| b == b'=')
+}
+
+/// A cookie to send.
+pub(crate) fn set_cookie(
+    settings: &TransportSettings,
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age: Option<Duration>,
+) -> Option<HeaderValue> {
+    let mut c = Cookie::build((name, value))
+        .http_only(true)
+        .secure(settings.secure)
+        .same_site(SameSite::Lax)
+        .path(path);
+    if let Some(age) = max_age {
+        let secs = i64::try_from(age.as_secs()).unwrap_or(i64::MAX);
+        c = c.max_age(cookie::time::Duration::seconds(secs));
+    }
+    HeaderValue::from_str(&c.build().to_string()).ok()
+}
+
+/// A removal cookie carrying the same attributes as the one it removes.
+pub(crate) fn removal_cookie(
+    settings: &TransportSettings,
+    name: &str,
+    path: &str,
+) -> Option<HeaderValue> {
+    let c = Cookie::build((name, ""))
+        .http_only(true)
+        .secure(settings.secure)
+        .same_site(SameSite::Lax)
+        .path(path)
+        .max_age(cookie::time::Duration::ZERO)
+        .expires(cookie::time::OffsetDateTime::UNIX_EPOCH);
+    HeaderValue::from_str(&c.build().to_string()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn cookie_value(found: &Found) -> Option<Result<String, ErrorKind>> {
+        found
+            .credential
+            .as_ref()
+            .map(|r| r.as_ref().map(|l| l.value().to_owned()).map_err(|e| *e))
+    }
+
+    #[test]
+    fn bearer_parsing_follows_rfc6750() {
+        let ok = |v: &str| parse_bearer(v.as_bytes()).unwrap().unwrap();
+        assert_eq!(&"Bearer abc.def-ghi"[ok("Bearer abc.def-ghi")], "abc.def-ghi");
+        assert_eq!(&"bEaReR   tok=="[ok("bEaReR   tok==")], "tok==");
+        assert!(parse_bearer(b"Basic dXNlcjpwYXNz").is_none());
+        assert!(parse_bearer(b"Bearerish x").is_none());
+        for bad in ["Bearer", "Bearer ", "Bearer a b", "Bearer a=b", "Bearer\ttok", "Bearer ;"] {
+            assert_eq!(
+                parse_bearer(bad.as_bytes()),
+                Some(Err(ErrorKind::MalformedRequest)),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn cookie_name_matches_byte_for_byte() {
+        let s = TransportSettings::default();
+        let f = read(&s, &headers(&[("cookie", "a=1; __Host-keycard=tok; b=2")])).unwrap();
+        assert_eq!(cookie_value(&f), Some(Ok("tok".into())));
+        for other in ["__host-keycard=tok", "__Host-keycard%20=tok", "%5F_Host-keycard=tok"] {
+            let f = read(&s, &headers(&[("cookie", other)])).unwrap();
+            assert!(f.credential.is_none(), "{other}");
+        }
+    }
+
+    #[test]
+    fn duplicate_session_cookies_are_rejected() {
+        let s = TransportSettings::default();
+        let f = read(&s, &headers(&[("cookie", "__Host-keycard=a; __Host-keycard=b")])).unwrap();
+        assert_eq!(cookie_value(&f), Some(Err(ErrorKind::InvalidCredential)));
+        let f = read(
+            &s,
+            &headers(&[("cookie", "__Host-keycard=a"), ("cookie", "__Host-keycard=a")]),
+        )
+        .unwrap();
+        assert_eq!(cookie_value(&f), Some(Err(ErrorKind::InvalidCredential)));
+    }
+
+    #[test]
+    fn limits_are_enforced_before_decoding() {
+        let s = TransportSettings::default();
+        let many = (0..300).map(|i| format!("c{i}=v")).collect::<Vec<_>>().join("; ");
+        let err = read(&s, &headers(&[("cookie", &many)])).err().unwrap();
+        assert_eq!(err.kind(), ErrorKind::TooLarge);
+        let big = format!("__Host-keycard={}", "a".repeat(5000));
+        assert_eq!(
+            read(&s, &headers(&[("cookie", &big)])).err().unwrap().kind(),
+            ErrorKind::TooLarge
+        );
+        let bearer = TransportSettings {
+            read_bearer: true,
+            ..TransportSettings::default()
+        };
+        let huge = format!("Bearer {}", "a".repeat(9000));
+        assert_eq!(
+            read(&bearer, &headers(&[("authorization", &huge)]))
+                .err()
+                .unwrap()
+                .kind(),
+            ErrorKind::TooLarge
+        );
+    }
+
+    #[test]
+    fn bearer_and_cookie_together_are_ambiguous() {
+        let s = TransportSettings {
+            read_bearer: true,
+            ..TransportSettings::default()
+        };
+        let f = read(
+            &s,
+            &headers(&[("authorization", "Bearer abc"), ("cookie", "__Host-keycard=x")]),
+        )
+        .unwrap();
+        assert_eq!(cookie_value(&f), Some(Err(ErrorKind::MalformedRequest)));
+        let f = read(
+            &s,
+            &headers(&[("authorization", "Bearer abc"), ("authorization", "Bearer abc")]),
+        )
+        .unwrap();
+        assert_eq!(cookie_value(&f), Some(Err(ErrorKind::MalformedRequest)));
+    }
+
+    #[test]
+    fn cookies_carry_secure_defaults() {
+        let s = TransportSettings::default();
+        let v = set_cookie(&s, "__Host-keycard", "tok", "/", Some(Duration::from_secs(60)))
+            .unwrap();
+        let v = v.to_str().unwrap();
+        for attr in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/", "Max-Age=60"] {
+            assert!(v.contains(attr), "{v} lacks {attr}");
+        }
+        assert!(!v.contains("Domain"));
+        let r = removal_cookie(&s, "__Host-keycard", "/").unwrap();
+        let r = r.to_str().unwrap();
+        for attr in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/", "Max-Age=0"] {
+            assert!(r.contains(attr), "{r} lacks {attr}");
+        }
+    }
+}
