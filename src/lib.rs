@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 pub mod clock;
+pub mod config;
 pub mod csrf;
 pub mod error;
 pub mod events;
@@ -15,6 +16,7 @@ pub mod strategy;
 pub mod token;
 pub mod transport;
 
+pub use config::KeycardConfig;
 pub use error::{Error, ErrorKind, Result};
 pub use extract::{Auth, FiveMinutes, HighRisk, ListedSession, MaxAuthAge, Rejection, RequireRole, Role};
 pub use keycard::{Keycard, KeycardBuilder};

@@ -1,0 +1,480 @@
+//! [`KeycardConfig`]: serde configuration, and [`Keycard::from_config`].
+//!
+//! ```toml
+//! strategy = "database"          # database | redis | jwt | hybrid
+//!
+//! [database]
+//! url = "sqlite://keycard.db"    # sqlite:, postgres: or mysql:
+//!
+//! [session]
+//! idle_timeout = "30m"
+//! absolute_timeout = "12h"
+//! max_sessions = 5
+//! on_limit = "evict_oldest"
+//! ```
+//!
+//! Durations are strings such as `"90s"`, `"30m"`, `"12h"`, `"30days"`. Unknown fields are
+//! errors, and every error names the field at fault.
+
+use std::{sync::Arc, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    clock::{Clock, SystemClock},
+    csrf::CsrfConfig,
+    error::{Error, Result},
+    events::{EventHook, Events},
+    keycard::{Keycard, spawn_every},
+    store::{LimitPolicy, SessionLimit, SessionStore},
+    strategy::{ServerSessions, StrategyKind, server::ServerSettings},
+    transport::TransportSettings,
+};
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeycardConfig {
+    /// Which strategy to use: `database`, `redis`, `jwt` or `hybrid`. Required.
+    pub strategy: StrategyKind,
+    /// Server-session timeouts and limits.
+    #[serde(default)]
+    pub session: SessionConfig,
+    /// Cookie names and attributes.
+    #[serde(default)]
+    pub cookie: CookieConfig,
+    /// Input limits.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// CSRF protection.
+    #[serde(default)]
+    pub csrf: CsrfConfig,
+    /// The SQL store (`database` strategy; refresh families for `jwt`/`hybrid`).
+    #[serde(default)]
+    pub database: Option<DatabaseConfig>,
+    /// The Redis store (`redis` strategy; refresh families for `jwt`/`hybrid` when set).
+    #[serde(default)]
+    pub redis: Option<RedisConfig>,
+    /// JWT settings (`jwt` and `hybrid`).
+    #[cfg(feature = "jwt")]
+    #[serde(default)]
+    pub jwt: Option<crate::jwt::JwtConfig>,
+}
+
+impl KeycardConfig {
+    /// Parses TOML. Errors name the offending field.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| {
+            Error::with_message(crate::ErrorKind::Config, format!("invalid config: {}", e.message()))
+                .with_source(e)
+        })
+    }
+
+    /// A config for `strategy` with every other section at its default.
+    pub fn new(strategy: StrategyKind) -> Self {
+        Self {
+            strategy,
+            session: SessionConfig::default(),
+            cookie: CookieConfig::default(),
+            limits: LimitsConfig::default(),
+            csrf: CsrfConfig::default(),
+            database: None,
+            redis: None,
+            #[cfg(feature = "jwt")]
+            jwt: None,
+        }
+    }
+}
+
+/// Server-session settings.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionConfig {
+    /// Idle timeout. Default `"30m"`.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Absolute timeout. Default `"12h"`.
+    #[serde(with = "humantime_serde")]
+    pub absolute_timeout: Duration,
+    /// Sliding renewal writes at most once per this fraction of the idle timeout. Default `0.1`
+    /// (every 3 minutes with a 30-minute idle timeout). Range (0, 1].
+    pub renewal_fraction: f64,
+    /// Maximum live sessions per subject. Default: unlimited.
+    pub max_sessions: Option<u32>,
+    /// At the limit: `reject` the new login (403) or `evict_oldest`. Default `reject`.
+    pub on_limit: LimitPolicy,
+    /// Store calls slower than this answer 503. Default `"2s"`.
+    #[serde(with = "humantime_serde")]
+    pub store_timeout: Duration,
+    /// How often expired records are swept. Default `"5m"`.
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(30 * 60),
+            absolute_timeout: Duration::from_secs(12 * 3600),
+            renewal_fraction: 0.1,
+            max_sessions: None,
+            on_limit: LimitPolicy::Reject,
+            store_timeout: Duration::from_secs(2),
+            sweep_interval: Duration::from_secs(300),
+        }
+    }
+}
+
+impl SessionConfig {
+    /// Validates and converts to [`ServerSettings`].
+    pub fn settings(&self) -> Result<ServerSettings> {
+        if self.idle_timeout.is_zero() {
+            return Err(Error::config("session.idle_timeout", "must be positive"));
+        }
+        if self.absolute_timeout < self.idle_timeout {
+            return Err(Error::config(
+                "session.absolute_timeout",
+                "must be at least session.idle_timeout",
+            ));
+        }
+        if !(self.renewal_fraction > 0.0 && self.renewal_fraction <= 1.0) {
+            return Err(Error::config("session.renewal_fraction", "must be in (0, 1]"));
+        }
+        if self.max_sessions == Some(0) {
+            return Err(Error::config("session.max_sessions", "must be at least 1"));
+        }
+        if self.store_timeout.is_zero() {
+            return Err(Error::config("session.store_timeout", "must be positive"));
+        }
+        if self.sweep_interval.is_zero() {
+            return Err(Error::config("session.sweep_interval", "must be positive"));
+        }
+        Ok(ServerSettings {
+            idle_timeout: self.idle_timeout,
+            absolute_timeout: self.absolute_timeout,
+            renewal_interval: self.idle_timeout.mul_f64(self.renewal_fraction),
+            limit: self.max_sessions.map(|max| SessionLimit {
+                max,
+                policy: self.on_limit,
+            }),
+            store_timeout: self.store_timeout,
+        })
+    }
+}
+
+/// Cookie settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CookieConfig {
+    /// Session cookie name (or access-token cookie for `jwt`/`hybrid`). Default `__Host-keycard`.
+    /// Matched byte for byte.
+    pub name: String,
+    /// Whether cookies carry `Secure`. Default `true`; `false` weakens security (plain-HTTP
+    /// development only) and requires a name without `__Host-`/`__Secure-`.
+    pub secure: bool,
+    /// `jwt`/`hybrid`: also accept and set the access token in the cookie. Default `false`.
+    pub access_token_cookie: bool,
+    /// `jwt`/`hybrid`: send the refresh token in a cookie scoped to `refresh_path`. Default
+    /// `false` (refresh tokens travel in JSON bodies).
+    pub refresh_cookie: bool,
+    /// Refresh cookie name. Default `__Secure-keycard-refresh`.
+    pub refresh_name: String,
+    /// Path the refresh cookie is scoped to. Default `/refresh`.
+    pub refresh_path: String,
+}
+
+impl Default for CookieConfig {
+    fn default() -> Self {
+        Self {
+            name: "__Host-keycard".into(),
+            secure: true,
+            access_token_cookie: false,
+            refresh_cookie: false,
+            refresh_name: "__Secure-keycard-refresh".into(),
+            refresh_path: "/refresh".into(),
+        }
+    }
+}
+
+/// Limits on credential input, checked before any decoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest `Authorization` header, in bytes. Default 8192.
+    pub max_authorization_bytes: usize,
+    /// Largest session cookie value, in bytes. Default 4096.
+    pub max_cookie_bytes: usize,
+    /// Most cookies in one request. Default 150.
+    pub max_cookies: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let t = TransportSettings::default();
+        Self {
+            max_authorization_bytes: t.max_authorization_bytes,
+            max_cookie_bytes: t.max_cookie_bytes,
+            max_cookies: t.max_cookies,
+        }
+    }
+}
+
+/// SQL store settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://path.db`, `postgres://…` or `mysql://…`. Required.
+    pub url: String,
+    /// Pool size. Default 10.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    /// Run the bundled migrations at start. Default `true`.
+    #[serde(default = "yes")]
+    pub migrate: bool,
+}
+
+fn default_max_connections() -> u32 {
+    10
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Redis store settings: `url` for one node, or `cluster_urls` for a Redis Cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// A single node, e.g. `redis://127.0.0.1:6379`.
+    pub url: Option<String>,
+    /// Cluster seed nodes.
+    pub cluster_urls: Vec<String>,
+    /// Prefix of every key. Default `keycard`.
+    pub key_prefix: Option<String>,
+}
+
+/// What `from_config` needs besides the config: an event hook and a clock.
+#[derive(Debug, Clone, Default)]
+pub struct Runtime {
+    /// Receives security events.
+    pub hook: Option<EventHook>,
+    /// Clock (default: system clock).
+    pub clock: Option<Arc<dyn Clock>>,
+}
+
+impl Keycard {
+    /// Builds a keycard from config: connects the store (running migrations unless disabled),
+    /// builds the strategy and starts the background sweep.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) naming the field when the config is
+    /// invalid or names a backend whose cargo feature is off;
+    /// [`ErrorKind::StoreUnavailable`](crate::ErrorKind::StoreUnavailable) when the store cannot
+    /// be reached at start.
+    pub async fn from_config(config: &KeycardConfig) -> Result<Self> {
+        Self::from_config_with(config, Runtime::default()).await
+    }
+
+    /// [`Keycard::from_config`] with an event hook and a clock.
+    pub async fn from_config_with(config: &KeycardConfig, runtime: Runtime) -> Result<Self> {
+        let clock = runtime.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let events = Events::new(runtime.hook.clone());
+        let session_settings = config.session.settings()?;
+        let transport = transport_settings(config)?;
+        let mut builder = Keycard::builder()
+            .transport(transport)
+            .csrf(config.csrf.clone())
+            .clock(clock.clone());
+        if let Some(hook) = runtime.hook {
+            builder = builder.event_hook(hook);
+        }
+        let sweep_every = config.session.sweep_interval;
+        match config.strategy {
+            StrategyKind::Database | StrategyKind::Redis => {
+                let store: Arc<dyn SessionStore> = if config.strategy == StrategyKind::Database {
+                    sql_session_store(config).await?
+                } else {
+                    redis_session_store(config).await?
+                };
+                let strategy = ServerSessions::new(store.clone(), session_settings)
+                    .with_clock(clock.clone())
+                    .with_events(events)
+                    .with_kind(config.strategy);
+                let sweep_clock = clock.clone();
+                builder = builder.strategy(strategy).task(spawn_every(sweep_every, move || {
+                    let store = store.clone();
+                    let clock = sweep_clock.clone();
+                    async move {
+                        if let Err(e) = store.sweep(clock.now()).await {
+                            tracing::warn!(error = ?e, "keycard session sweep failed");
+                        }
+                    }
+                }));
+            }
+            StrategyKind::Jwt | StrategyKind::Hybrid => {
+                builder = token_strategy(config, builder, events, clock, session_settings).await?;
+            }
+        }
+        builder.build()
+    }
+}
+
+fn transport_settings(config: &KeycardConfig) -> Result<TransportSettings> {
+    let tokens = config.strategy.uses_tokens();
+    let c = &config.cookie;
+    Ok(TransportSettings {
+        cookie_name: c.name.clone(),
+        read_cookie: !tokens || c.access_token_cookie,
+        read_bearer: tokens,
+        refresh_cookie_name: (tokens && c.refresh_cookie).then(|| c.refresh_name.clone()),
+        refresh_cookie_path: c.refresh_path.clone(),
+        secure: c.secure,
+        max_authorization_bytes: config.limits.max_authorization_bytes,
+        max_cookie_bytes: config.limits.max_cookie_bytes,
+        max_cookies: config.limits.max_cookies,
+    })
+}
+
+#[cfg(feature = "_sql")]
+async fn sql_store(config: &KeycardConfig) -> Result<crate::store::sql::SqlStore> {
+    let db = config
+        .database
+        .as_ref()
+        .ok_or_else(|| Error::config("database.url", "required for this strategy"))?;
+    let options = crate::store::sql::SqlOptions {
+        max_connections: db.max_connections,
+        run_migrations: db.migrate,
+        ..Default::default()
+    };
+    crate::store::sql::SqlStore::connect(&db.url, options).await
+}
+
+async fn sql_session_store(config: &KeycardConfig) -> Result<Arc<dyn SessionStore>> {
+    #[cfg(feature = "_sql")]
+    {
+        Ok(Arc::new(sql_store(config).await?))
+    }
+    #[cfg(not(feature = "_sql"))]
+    {
+        let _ = config;
+        Err(Error::config(
+            "strategy",
+            "`database` needs one of the cargo features sqlite, postgres or mysql",
+        ))
+    }
+}
+
+#[cfg(feature = "redis")]
+async fn redis_store(config: &KeycardConfig) -> Result<crate::store::redis::RedisStore> {
+    use crate::store::redis::{RedisOptions, RedisStore};
+    let r = config
+        .redis
+        .as_ref()
+        .ok_or_else(|| Error::config("redis.url", "required for this strategy"))?;
+    let mut options = RedisOptions::default();
+    if let Some(prefix) = &r.key_prefix {
+        options.key_prefix = prefix.clone();
+    }
+    match (&r.url, r.cluster_urls.is_empty()) {
+        (Some(url), true) => RedisStore::connect_with(url, options).await,
+        (None, false) => RedisStore::connect_cluster_with(&r.cluster_urls, options).await,
+        (Some(_), false) => Err(Error::config(
+            "redis.cluster_urls",
+            "set either redis.url or redis.cluster_urls, not both",
+        )),
+        (None, true) => Err(Error::config("redis.url", "required for this strategy")),
+    }
+}
+
+async fn redis_session_store(config: &KeycardConfig) -> Result<Arc<dyn SessionStore>> {
+    #[cfg(feature = "redis")]
+    {
+        Ok(Arc::new(redis_store(config).await?))
+    }
+    #[cfg(not(feature = "redis"))]
+    {
+        let _ = config;
+        Err(Error::config("strategy", "`redis` needs the cargo feature redis"))
+    }
+}
+
+#[cfg(feature = "jwt")]
+async fn token_strategy(
+    config: &KeycardConfig,
+    builder: crate::KeycardBuilder,
+    events: Events,
+    clock: Arc<dyn Clock>,
+    _session: ServerSettings,
+) -> Result<crate::KeycardBuilder> {
+    use crate::store::{MemoryStore, RefreshStore, RevocationStore};
+    let jwt = config
+        .jwt
+        .as_ref()
+        .ok_or_else(|| Error::config("jwt", "the jwt section is required for this strategy"))?;
+    let (refresh, revocation): (Arc<dyn RefreshStore>, Arc<dyn RevocationStore>) = {
+        #[cfg(feature = "redis")]
+        let redis = config.redis.is_some();
+        #[cfg(not(feature = "redis"))]
+        let redis = false;
+        if redis {
+            #[cfg(feature = "redis")]
+            {
+                let s = Arc::new(redis_store(config).await?);
+                (s.clone(), s)
+            }
+            #[cfg(not(feature = "redis"))]
+            unreachable!("redis is false without the feature")
+        } else if config.database.is_some() {
+            #[cfg(feature = "_sql")]
+            {
+                let s = Arc::new(sql_store(config).await?);
+                (s.clone(), s)
+            }
+            #[cfg(not(feature = "_sql"))]
+            return Err(Error::config(
+                "database.url",
+                "needs one of the cargo features sqlite, postgres or mysql",
+            ));
+        } else {
+            tracing::warn!("keycard: no database or redis configured; refresh families live in memory");
+            let s = Arc::new(MemoryStore::new());
+            (s.clone(), s)
+        }
+    };
+    let strategy = crate::jwt::JwtStrategy::from_config(jwt, refresh, revocation, events, clock)?;
+    Ok(builder.strategy(strategy))
+}
+
+#[cfg(not(feature = "jwt"))]
+async fn token_strategy(
+    _config: &KeycardConfig,
+    _builder: crate::KeycardBuilder,
+    _events: Events,
+    _clock: Arc<dyn Clock>,
+    _session: ServerSettings,
+) -> Result<crate::KeycardBuilder> {
+    Err(Error::config("strategy", "`jwt` and `hybrid` need the cargo feature jwt"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_durations_and_names_bad_fields() {
+        let c = KeycardConfig::from_toml(
+            "strategy = \"database\"\n[session]\nidle_timeout = \"10m\"\nmax_sessions = 3\non_limit = \"evict_oldest\"\n[database]\nurl = \"sqlite::memory:\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.session.idle_timeout, Duration::from_secs(600));
+        assert_eq!(c.session.on_limit, LimitPolicy::EvictOldest);
+        let err = KeycardConfig::from_toml("strategy = \"database\"\n[session]\nidle_timeot = \"1m\"\n")
+            .unwrap_err();
+        assert!(err.message().contains("idle_timeot"), "{}", err.message());
+        let err = KeycardConfig::from_toml("strategy = \"magic\"\n").unwrap_err();
+        assert!(err.message().contains("magic"), "{}", err.message());
+        let mut bad = KeycardConfig::new(StrategyKind::Database);
+        bad.session.absolute_timeout = Duration::from_secs(1);
+        assert!(bad.session.settings().unwrap_err().message().contains("session.absolute_timeout"));
+    }
+}
