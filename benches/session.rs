@@ -1,0 +1,292 @@
+//! Server-session hot path through the real router: keycard against a bare axum router, against
+//! tower-sessions, and against one raw store read (the floor) per backend.
+//!
+//! Run: `cargo bench --bench session --all-features` (needs PostgreSQL and Redis; see README).
+//! Group `session`; function ids are stable: `bare_router`, `memory`, `tower_sessions_memory`,
+//! and for each store in `redis`, `postgres`, `sqlite`: `floor_<store>`, `<store>`,
+//! `<store>_cached`.
+
+use std::{sync::Arc, time::SystemTime};
+
+use axum::{
+    Router,
+    body::Body,
+    extract::Request,
+    http::{StatusCode, header},
+    middleware::{self, Next},
+    response::Response,
+    routing::get,
+};
+use criterion::{Criterion, criterion_group, criterion_main};
+use keycard::{
+    Keycard, Principal,
+    clock::truncate_millis,
+    store::{MemoryStore, SessionRecord, SessionStore},
+    strategy::{ServerSessions, server::ServerSettings},
+    token::OpaqueToken,
+};
+use tokio::runtime::Runtime;
+use tower::ServiceExt;
+
+const SUBJECT: &str = "bench-user-0001";
+
+fn record(token: &OpaqueToken) -> SessionRecord {
+    let now = truncate_millis(SystemTime::now());
+    let hour = std::time::Duration::from_secs(3600);
+    SessionRecord {
+        id: token.hash(),
+        subject: SUBJECT.into(),
+        roles: vec!["user".into()],
+        attributes: serde_json::Map::new(),
+        created_at: now,
+        last_seen_at: now,
+        authenticated_at: now,
+        expires_at: now + hour,
+        absolute_expires_at: now + hour,
+        user_agent: Some("criterion".into()),
+        ip: Some("127.0.0.1".into()),
+    }
+}
+
+async fn me(user: Principal) -> String {
+    user.subject().to_owned()
+}
+
+fn request(cookie: &str) -> Request {
+    Request::get("/me")
+        .header(header::COOKIE, cookie)
+        .body(Body::empty())
+        .unwrap()
+}
+
+fn bench_app(
+    c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &Runtime,
+    id: &str,
+    app: Router,
+    cookie: &str,
+) {
+    // Sanity: the route answers 200 before it is measured.
+    let status = rt
+        .block_on(app.clone().oneshot(request(cookie)))
+        .unwrap()
+        .status();
+    assert_eq!(status, StatusCode::OK, "{id} does not authenticate");
+    c.bench_function(id, |b| {
+        b.to_async(rt)
+            .iter(|| async { app.clone().oneshot(request(cookie)).await.unwrap() })
+    });
+}
+
+async fn keycard_app(store: Arc<dyn SessionStore>) -> (Router, String) {
+    let token = OpaqueToken::generate().unwrap();
+    store.create(&record(&token), None).await.unwrap();
+    let keycard = Keycard::builder()
+        .strategy(ServerSessions::new(store, ServerSettings::default()))
+        .build()
+        .unwrap();
+    let app = Router::new().route("/me", get(me)).layer(keycard.layer());
+    (app, format!("__Host-keycard={}", token.expose_secret()))
+}
+
+async fn tower_sessions_app() -> (Router, String) {
+    use tower_sessions::{MemoryStore as TsStore, Session, SessionManagerLayer};
+    async fn login(session: Session) -> &'static str {
+        session.insert("subject", SUBJECT).await.unwrap();
+        "ok"
+    }
+    async fn me(session: Session) -> Result<String, StatusCode> {
+        session
+            .get::<String>("subject")
+            .await
+            .ok()
+            .flatten()
+            .ok_or(StatusCode::UNAUTHORIZED)
+    }
+    let app = Router::new()
+        .route("/login", get(login))
+        .route("/me", get(me))
+        .layer(SessionManagerLayer::new(TsStore::default()).with_secure(true));
+    let resp = app
+        .clone()
+        .oneshot(Request::get("/login").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let cookie = resp.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    (app, cookie)
+}
+
+fn bare_router() -> Router {
+    Router::new().route("/me", get(|| async { SUBJECT.to_owned() }))
+}
+
+/// A `from_fn` floor: the bare router plus exactly one store read of `key`, done by `read`.
+fn floor<F, Fut>(read: F) -> Router
+where
+    F: Fn() -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = bool> + Send,
+{
+    bare_router().layer(middleware::from_fn(move |req: Request, next: Next| {
+        let read = read.clone();
+        async move {
+            if read().await {
+                next.run(req).await
+            } else {
+                Response::builder().status(401).body(Body::empty()).unwrap()
+            }
+        }
+    }))
+}
+
+fn session(c: &mut Criterion) {
+    let rt = Runtime::new().unwrap();
+    let mut g = c.benchmark_group("session");
+    bench_app(
+        &mut g,
+        &rt,
+        "bare_router",
+        bare_router(),
+        "__Host-keycard=x",
+    );
+    let (app, cookie) = rt.block_on(keycard_app(Arc::new(MemoryStore::new())));
+    bench_app(&mut g, &rt, "memory", app, &cookie);
+    let (app, cookie) = rt.block_on(tower_sessions_app());
+    bench_app(&mut g, &rt, "tower_sessions_memory", app, &cookie);
+    stores::bench(&mut g, &rt);
+    g.finish();
+}
+
+#[cfg(all(feature = "redis", feature = "postgres", feature = "sqlite"))]
+mod stores {
+    use super::*;
+    use keycard::store::{
+        redis::RedisStore,
+        sql::{SqlOptions, SqlStore},
+    };
+
+    pub fn bench(
+        g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+        rt: &Runtime,
+    ) {
+        // Redis: the floor GETs a value as large as keycard's encoded record.
+        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let store = rt.block_on(RedisStore::connect(&url)).expect("redis");
+        let (app, cookie) = rt.block_on(keycard_app(Arc::new(store)));
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let conn = rt
+            .block_on(redis::aio::ConnectionManager::new(client))
+            .unwrap();
+        let value = serde_json::to_vec(&serde_json::json!({
+            "subject": SUBJECT, "roles": ["user"], "attributes": {}, "created_at": 1,
+            "last_seen_at": 1, "authenticated_at": 1, "expires_at": 1, "absolute_expires_at": 1,
+            "user_agent": "criterion", "ip": "127.0.0.1"
+        }))
+        .unwrap();
+        rt.block_on(async {
+            let mut c = conn.clone();
+            redis::cmd("SET")
+                .arg("keycard-bench-floor")
+                .arg(&value)
+                .query_async::<()>(&mut c)
+                .await
+                .unwrap();
+        });
+        let floor_app = floor(move || {
+            let mut c = conn.clone();
+            async move {
+                redis::cmd("GET")
+                    .arg("keycard-bench-floor")
+                    .query_async::<Option<Vec<u8>>>(&mut c)
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some()
+            }
+        });
+        bench_app(g, rt, "floor_redis", floor_app, &cookie);
+        bench_app(g, rt, "redis", app, &cookie);
+
+        for (name, url) in [
+            (
+                "postgres",
+                std::env::var("DATABASE_URL")
+                    .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
+            ),
+            (
+                "sqlite",
+                format!(
+                    "sqlite://{}/keycard-bench.db",
+                    std::env::temp_dir().display()
+                ),
+            ),
+        ] {
+            let store = rt
+                .block_on(SqlStore::connect(&url, SqlOptions::default()))
+                .expect("sql store");
+            let (app, cookie) = rt.block_on(keycard_app(Arc::new(store)));
+            let token = cookie.split_once('=').unwrap().1.to_owned();
+            let id = keycard::token::TokenHash::of_encoded(&token).unwrap();
+            let floor_app = sql_floor(rt, &url, id);
+            bench_app(g, rt, &format!("floor_{name}"), floor_app, &cookie);
+            bench_app(g, rt, name, app, &cookie);
+        }
+    }
+
+    fn sql_floor(rt: &Runtime, url: &str, id: keycard::token::TokenHash) -> Router {
+        const SELECT: &str = "SELECT id, subject, roles, attributes, created_at, last_seen_at, \
+            authenticated_at, expires_at, absolute_expires_at, user_agent, ip \
+            FROM keycard_sessions WHERE id = ";
+        let bytes = id.as_bytes().to_vec();
+        if url.starts_with("postgres") {
+            let pool = rt.block_on(sqlx::PgPool::connect(url)).unwrap();
+            floor(move || {
+                let pool = pool.clone();
+                let bytes = bytes.clone();
+                async move {
+                    sqlx::query(&format!("{SELECT}$1"))
+                        .bind(bytes)
+                        .fetch_optional(&pool)
+                        .await
+                        .ok()
+                        .flatten()
+                        .is_some()
+                }
+            })
+        } else {
+            let pool = rt.block_on(sqlx::SqlitePool::connect(url)).unwrap();
+            floor(move || {
+                let pool = pool.clone();
+                let bytes = bytes.clone();
+                async move {
+                    sqlx::query(&format!("{SELECT}?"))
+                        .bind(bytes)
+                        .fetch_optional(&pool)
+                        .await
+                        .ok()
+                        .flatten()
+                        .is_some()
+                }
+            })
+        }
+    }
+}
+
+#[cfg(not(all(feature = "redis", feature = "postgres", feature = "sqlite")))]
+mod stores {
+    use super::*;
+    pub fn bench(
+        _: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+        _: &Runtime,
+    ) {
+        eprintln!("store benches need --features redis,postgres,sqlite");
+    }
+}
+
+criterion_group!(benches, session);
+criterion_main!(benches);
