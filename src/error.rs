@@ -156,7 +156,10 @@ impl Error {
 
     /// A configuration error naming the offending field.
     pub fn config(field: &str, problem: impl fmt::Display) -> Self {
-        Self::with_message(ErrorKind::Config, format!("invalid config `{field}`: {problem}"))
+        Self::with_message(
+            ErrorKind::Config,
+            format!("invalid config `{field}`: {problem}"),
+        )
     }
 
     /// The kind.
@@ -239,16 +242,11 @@ impl Error {
         });
         let mut response = (status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
-        if status == StatusCode::UNAUTHORIZED || self.kind == ErrorKind::Forbidden {
-            let value = challenge_value(challenge, self.kind);
-            if let Ok(v) = HeaderValue::from_str(&value) {
-                headers.insert(header::WWW_AUTHENTICATE, v);
-            }
-        }
-        if self.kind == ErrorKind::MalformedRequest && challenge == Challenge::Bearer {
-            if let Ok(v) = HeaderValue::from_str(&challenge_value(challenge, self.kind)) {
-                headers.insert(header::WWW_AUTHENTICATE, v);
-            }
+        let challenged = status == StatusCode::UNAUTHORIZED
+            || self.kind == ErrorKind::Forbidden
+            || (self.kind == ErrorKind::MalformedRequest && challenge == Challenge::Bearer);
+        if challenged && let Ok(v) = HeaderValue::from_str(&challenge_value(challenge, self.kind)) {
+            headers.insert(header::WWW_AUTHENTICATE, v);
         }
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         response
@@ -296,7 +294,10 @@ mod tests {
     fn step_up_challenge_names_rfc9470_error() {
         let resp = Error::new(ErrorKind::StepUpRequired).into_response_with(Challenge::Bearer);
         let www = resp.headers()[header::WWW_AUTHENTICATE].to_str().unwrap();
-        assert!(www.contains(r#"error="insufficient_user_authentication""#), "{www}");
+        assert!(
+            www.contains(r#"error="insufficient_user_authentication""#),
+            "{www}"
+        );
         assert_eq!(resp.status(), 401);
     }
 }

@@ -5,8 +5,8 @@ use std::{fmt, sync::Arc, time::Duration};
 use axum_core::response::Response;
 
 use crate::{
-    csrf::CsrfConfig,
     clock::{Clock, SystemClock},
+    csrf::CsrfConfig,
     error::{Challenge, Error, Result},
     events::{EventHook, Events},
     layer::SessionLayer,
@@ -152,7 +152,7 @@ impl KeycardBuilder {
     /// Builds the keycard.
     ///
     /// # Errors
-    /// [`ErrorKind::Config`] when no strategy was given or the transport settings are unsafe
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) when no strategy was given or the transport settings are unsafe
     /// (a `__Host-` cookie without `Secure`, an empty cookie name).
     pub fn build(self) -> Result<Keycard> {
         let strategy = self
@@ -202,7 +202,10 @@ fn validate_transport(t: &TransportSettings) -> Result<()> {
     }
     if let Some(name) = &t.refresh_cookie_name {
         if !valid_name(name) {
-            return Err(Error::config("cookie.refresh_name", "not a valid cookie name"));
+            return Err(Error::config(
+                "cookie.refresh_name",
+                "not a valid cookie name",
+            ));
         }
         if name.starts_with("__Host-") && t.refresh_cookie_path != "/" {
             return Err(Error::config(
@@ -236,4 +239,3 @@ where
         }
     })
 }
-

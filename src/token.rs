@@ -77,7 +77,7 @@ impl fmt::Debug for OpaqueToken {
 ///
 /// Not a secret: it cannot be turned back into a usable token. Its lowercase hex form is also the
 /// public handle of a session (see [`TokenHash::handle`]).
-#[derive(Clone, Copy, Eq, Hash)]
+#[derive(Clone, Copy, Eq)]
 pub struct TokenHash([u8; 32]);
 
 impl TokenHash {
@@ -87,18 +87,14 @@ impl TokenHash {
             return None;
         }
         let mut raw = [0u8; TOKEN_BYTES + 2];
-        let n = URL_SAFE_NO_PAD
-            .decode_slice(s.as_bytes(), &mut raw)
-            .ok()?;
+        let n = URL_SAFE_NO_PAD.decode_slice(s.as_bytes(), &mut raw).ok()?;
         if n != TOKEN_BYTES {
             return None;
         }
         let raw: &[u8; TOKEN_BYTES] = raw[..TOKEN_BYTES].try_into().ok()?;
         // Reject non-canonical encodings (trailing bits set) so one token has one spelling.
         let mut check = [0u8; TOKEN_LEN];
-        URL_SAFE_NO_PAD
-            .encode_slice(raw, &mut check)
-            .ok()?;
+        URL_SAFE_NO_PAD.encode_slice(raw, &mut check).ok()?;
         if check != s.as_bytes() {
             return None;
         }
@@ -156,6 +152,12 @@ fn unhex(c: u8) -> Option<u8> {
 impl PartialEq for TokenHash {
     fn eq(&self, other: &Self) -> bool {
         self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl std::hash::Hash for TokenHash {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
     }
 }
 

@@ -279,6 +279,7 @@ impl RefreshStore for MemoryStore {
             return Ok(RotateOutcome::Invalid);
         }
         let head = family.head;
+        let mut replaced = None;
         match current.used_at {
             None => {
                 if current.expires_at <= req.now {
@@ -302,17 +303,19 @@ impl RefreshStore for MemoryStore {
                     state.remove_family(&family);
                     return Ok(RotateOutcome::Reused { family, subject });
                 }
-                // Grace: the unused successor is replaced by a fresh head.
-                if let Some(h) = head {
-                    state.refresh.remove(&h);
-                    if let Some(f) = state.families.get_mut(&current.family) {
-                        f.tokens.retain(|t| *t != h);
-                    }
-                }
+                // Grace: the unused successor is replaced by a fresh head (below, once `next` is
+                // known not to collide, so that a conflict changes nothing).
+                replaced = head;
             }
         }
-        if state.refresh.contains_key(req.next) {
+        if state.refresh.contains_key(req.next) && replaced != Some(*req.next) {
             return Err(StoreError::new(super::StoreErrorKind::Conflict));
+        }
+        if let Some(h) = replaced {
+            state.refresh.remove(&h);
+            if let Some(f) = state.families.get_mut(&current.family) {
+                f.tokens.retain(|t| *t != h);
+            }
         }
         let next = current.successor(*req.next, req.now, req.idle);
         if let Some(r) = state.refresh.get_mut(req.presented) {
@@ -400,11 +403,7 @@ impl RefreshStore for MemoryStore {
 
 impl Family {
     /// A family is dead when its head is missing or expired.
-    fn is_dead(
-        &self,
-        tokens: &HashMap<TokenHash, RefreshRecord>,
-        now: SystemTime,
-    ) -> bool {
+    fn is_dead(&self, tokens: &HashMap<TokenHash, RefreshRecord>, now: SystemTime) -> bool {
         self.head
             .and_then(|h| tokens.get(&h))
             .is_none_or(|r| r.expires_at <= now)
@@ -482,10 +481,9 @@ fn tokio_stream_from(rx: broadcast::Receiver<Revocation>) -> RevocationFeed {
         let mut rx = rx?;
         match rx.recv().await {
             Ok(r) => Some((Ok(r), Some(rx))),
-            Err(broadcast::error::RecvError::Lagged(_)) => Some((
-                Err(StoreError::unavailable("revocation feed lagged")),
-                None,
-            )),
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                Some((Err(StoreError::unavailable("revocation feed lagged")), None))
+            }
             Err(broadcast::error::RecvError::Closed) => None,
         }
     })

@@ -1,7 +1,7 @@
 //! Storage seams: [`SessionStore`] for server sessions, [`RefreshStore`] for refresh-token
 //! families and [`RevocationStore`] for access-token revocation (denylist and per-subject epoch).
 //!
-//! Every backend passes the same conformance suite (`tests/conformance/`), run against real
+//! Every backend passes the same conformance suite (`tests/common/conformance.rs`), run against real
 //! servers. The traits are object safe and used as `Arc<dyn _>`.
 //!
 //! # Contract highlights
@@ -290,6 +290,8 @@ pub struct RotateRequest<'a> {
 }
 
 /// Outcome of [`RefreshStore::rotate`].
+// `Rotated` is large, but rotation is rare next to verification and the record is moved once.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum RotateOutcome {
     /// The presented token was the head (or, within the grace window, the immediate predecessor
@@ -318,8 +320,9 @@ pub trait RefreshStore: Send + Sync + fmt::Debug + 'static {
     async fn insert(&self, record: &RefreshRecord) -> StoreResult<bool>;
 
     /// Exchanges a refresh token atomically: of N concurrent calls with the same token exactly
-    /// one gets [`RotateOutcome::Rotated`] (with a zero grace window, the others see the token as
-    /// spent and get [`RotateOutcome::Reused`]).
+    /// one gets [`RotateOutcome::Rotated`]; with a zero grace window the others see the token as
+    /// spent and get [`RotateOutcome::Reused`] or, once the family is revoked,
+    /// [`RotateOutcome::Invalid`].
     async fn rotate(&self, request: RotateRequest<'_>) -> StoreResult<RotateOutcome>;
 
     /// Whether `family` is live (has an unexpired head) at `now`. Used by the hybrid strategy's
@@ -373,8 +376,14 @@ pub trait RevocationStore: Send + Sync + fmt::Debug + 'static {
     async fn load(&self, now: SystemTime) -> StoreResult<Vec<Revocation>>;
 
     /// Whether a token is revoked, asked of the store directly (used while the feed is down).
-    async fn is_revoked(&self, jti: &str, subject: &str, issued_at: SystemTime)
-    -> StoreResult<bool>;
+    /// A denylist entry past its `until` but not yet swept still counts: it errs towards
+    /// refusing, and the token it names has expired anyway.
+    async fn is_revoked(
+        &self,
+        jti: &str,
+        subject: &str,
+        issued_at: SystemTime,
+    ) -> StoreResult<bool>;
 
     /// Subscribes to revocations. `Ok(None)` when the backend has no push channel; the consumer
     /// then polls [`RevocationStore::load`].
