@@ -3,7 +3,10 @@
 
 mod http_suite;
 
-use std::{sync::Arc, time::{Duration, SystemTime}};
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use async_trait::async_trait;
 use keycard::{
@@ -14,7 +17,10 @@ use keycard::{
     token::TokenHash,
 };
 
-http_suite!(Arc::new(MemoryStore::new()) as Arc<dyn SessionStore>);
+http_suite!(
+    memory,
+    Arc::new(MemoryStore::new()) as Arc<dyn SessionStore>
+);
 
 #[tokio::test]
 async fn missing_layer() {
@@ -44,7 +50,11 @@ impl Faulty {
 
 #[async_trait]
 impl SessionStore for Faulty {
-    async fn create(&self, _: &SessionRecord, _: Option<SessionLimit>) -> StoreResult<CreateOutcome> {
+    async fn create(
+        &self,
+        _: &SessionRecord,
+        _: Option<SessionLimit>,
+    ) -> StoreResult<CreateOutcome> {
         self.fail().await
     }
     async fn load(&self, _: &TokenHash, _: SystemTime) -> StoreResult<Option<SessionRecord>> {
@@ -88,7 +98,10 @@ async fn fails_closed(store: Faulty) {
     // Public routes do not touch the store.
     let resp = http_suite::send(&f.app, http_suite::get_req("/public", Some(&cookie))).await;
     assert_eq!(resp.status(), 200);
-    assert!(started.elapsed() < Duration::from_secs(5), "bounded by the store timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "bounded by the store timeout"
+    );
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! The server-session strategy conformance suite, driven through the real layer and router.
 //!
-//! `http_suite!(async_store_expr)` expands to one `#[tokio::test]` per case; the expression
-//! must evaluate to an `Arc<dyn SessionStore>` (a fresh or shared real store: every case uses
+//! `http_suite!(module_name, store_expr)` expands to a module with one `#[tokio::test]` per case;
+//! the expression (which may use `.await`) must evaluate to an `Arc<dyn SessionStore>` (a fresh or shared real store: every case uses
 //! its own random subjects).
 
 #![allow(dead_code)]
@@ -69,13 +69,19 @@ pub fn router(keycard: &Keycard) -> Router {
         let subject = body["subject"].as_str().unwrap_or("nobody").to_owned();
         let roles: Vec<String> = body["roles"]
             .as_array()
-            .map(|a| a.iter().filter_map(|r| r.as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|r| r.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default();
         let issued = auth.login(Principal::builder(subject).roles(roles)).await?;
         Ok(Json(json!({ "session": issued.principal.session().id })))
     }
     async fn me(user: Principal) -> Json<Value> {
-        Json(json!({ "subject": user.subject(), "roles": user.roles(), "session": user.session().id }))
+        Json(
+            json!({ "subject": user.subject(), "roles": user.roles(), "session": user.session().id }),
+        )
     }
     async fn maybe(user: Option<Principal>) -> String {
         user.map_or_else(|| "anonymous".into(), |u| u.subject().to_owned())
@@ -102,8 +108,12 @@ pub fn router(keycard: &Keycard) -> Router {
         Ok(StatusCode::NO_CONTENT)
     }
     async fn promote(auth: Auth, user: Principal) -> Result<StatusCode, Rejection> {
-        auth.rotate(Some(Principal::builder(user.subject()).roles(["user", "admin"]).build()))
-            .await?;
+        auth.rotate(Some(
+            Principal::builder(user.subject())
+                .roles(["user", "admin"])
+                .build(),
+        ))
+        .await?;
         Ok(StatusCode::NO_CONTENT)
     }
     Router::new()
@@ -148,7 +158,15 @@ pub async fn json_body(resp: Response) -> Value {
 
 /// Logs `subject` in and returns the `name=value` cookie pair.
 pub async fn login(app: &Router, subject: &str, roles: &[&str], cookie: Option<&str>) -> String {
-    let resp = send(app, post_req("/login", cookie, json!({"subject": subject, "roles": roles}))).await;
+    let resp = send(
+        app,
+        post_req(
+            "/login",
+            cookie,
+            json!({"subject": subject, "roles": roles}),
+        ),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::OK, "login failed");
     set_cookie_pair(&resp).expect("login sets a cookie")
 }
@@ -178,7 +196,11 @@ pub async fn login_sets_secure_cookie(f: Fixture) {
     assert_eq!(resp.headers()[header::CACHE_CONTROL], "no-store");
     let value = c.split(';').next().unwrap().split_once('=').unwrap().1;
     assert_eq!(value.len(), 43, "256-bit token, base64url");
-    let me = send(&f.app, get_req("/me", Some(&format!("__Host-keycard={value}")))).await;
+    let me = send(
+        &f.app,
+        get_req("/me", Some(&format!("__Host-keycard={value}"))),
+    )
+    .await;
     assert_eq!(me.status(), 200);
     assert_eq!(json_body(me).await["subject"], f.user.as_str());
 }
@@ -205,9 +227,17 @@ pub async fn missing_and_bad_credentials_are_401(f: Fixture) {
         "__Host-keycard=\"quoted\"",
         "__Host-keycard=%41%41",
     ] {
-        assert_eq!(status(&f.app, get_req("/me", Some(bad))).await, 401, "{bad}");
+        assert_eq!(
+            status(&f.app, get_req("/me", Some(bad))).await,
+            401,
+            "{bad}"
+        );
         // An invalid credential is a 401 even where the principal is optional.
-        assert_eq!(status(&f.app, get_req("/maybe", Some(bad))).await, 401, "{bad}");
+        assert_eq!(
+            status(&f.app, get_req("/maybe", Some(bad))).await,
+            401,
+            "{bad}"
+        );
     }
     let pair = login(&f.app, &f.user, &[], None).await;
     let mut tampered = pair.clone().into_bytes();
@@ -234,12 +264,19 @@ pub async fn duplicate_and_oversized_cookies(f: Fixture) {
     let dup2 = format!("{pair}; {other}");
     assert_eq!(status(&f.app, get_req("/me", Some(&dup2))).await, 401);
     let mut req = get_req("/me", Some(&pair));
-    req.headers_mut().append(header::COOKIE, other.parse().unwrap());
+    req.headers_mut()
+        .append(header::COOKIE, other.parse().unwrap());
     assert_eq!(status(&f.app, req).await, 401);
     let big = format!("__Host-keycard={}", "A".repeat(5000));
     assert_eq!(status(&f.app, get_req("/me", Some(&big))).await, 431);
-    let many = (0..400).map(|i| format!("c{i}=v")).collect::<Vec<_>>().join("; ");
-    assert_eq!(status(&f.app, get_req("/me", Some(&format!("{many}; {pair}")))).await, 431);
+    let many = (0..400)
+        .map(|i| format!("c{i}=v"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    assert_eq!(
+        status(&f.app, get_req("/me", Some(&format!("{many}; {pair}")))).await,
+        431
+    );
     // Names are matched byte for byte.
     let lower = pair.replacen("__Host-keycard", "__host-keycard", 1);
     assert_eq!(status(&f.app, get_req("/me", Some(&lower))).await, 401);
@@ -264,14 +301,20 @@ pub async fn logout_clears_and_replay_fails(f: Fixture) {
     let pair = login(&f.app, &f.user, &[], None).await;
     let resp = send(&f.app, post_req("/logout", Some(&pair), json!({}))).await;
     assert_eq!(resp.status(), 204);
-    let c = resp.headers()[header::SET_COOKIE].to_str().unwrap().to_owned();
+    let c = resp.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(c.starts_with("__Host-keycard=;"), "{c}");
     for attr in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/", "Max-Age=0"] {
         assert!(c.contains(attr), "{c} lacks {attr}");
     }
     assert_eq!(resp.headers()[header::CACHE_CONTROL], "no-store");
     assert_eq!(status(&f.app, get_req("/me", Some(&pair))).await, 401);
-    assert_eq!(status(&f.app, post_req("/logout", Some(&pair), json!({}))).await, 401);
+    assert_eq!(
+        status(&f.app, post_req("/logout", Some(&pair), json!({}))).await,
+        401
+    );
 }
 
 pub async fn logout_all_and_listing(f: Fixture) {
@@ -286,14 +329,27 @@ pub async fn logout_all_and_listing(f: Fixture) {
     assert_eq!(list.len(), 2);
     assert_eq!(list.iter().filter(|s| s["current"] == true).count(), 1);
     for s in list {
-        for k in ["id", "created_at", "last_seen_at", "user_agent", "ip", "current"] {
+        for k in [
+            "id",
+            "created_at",
+            "last_seen_at",
+            "user_agent",
+            "ip",
+            "current",
+        ] {
             assert!(s.get(k).is_some(), "{s} lacks {k}");
         }
         let id = s["id"].as_str().unwrap();
-        assert!(!a.contains(id) && !b.contains(id), "handles are not the secret");
+        assert!(
+            !a.contains(id) && !b.contains(id),
+            "handles are not the secret"
+        );
         assert!(s["created_at"].as_str().unwrap().ends_with('Z'));
     }
-    assert_eq!(status(&f.app, post_req("/logout-all", Some(&a), json!({}))).await, 204);
+    assert_eq!(
+        status(&f.app, post_req("/logout-all", Some(&a), json!({}))).await,
+        204
+    );
     assert_eq!(status(&f.app, get_req("/me", Some(&a))).await, 401);
     assert_eq!(status(&f.app, get_req("/me", Some(&b))).await, 401);
     assert_eq!(status(&f.app, get_req("/me", Some(&c))).await, 200);
@@ -327,7 +383,13 @@ pub async fn revoke_one_session(f: Fixture) {
 
 pub async fn roles_guard(f: Fixture) {
     let user = login(&f.app, &f.user, &["user"], None).await;
-    let admin = login(&f.app, &format!("{}-admin", f.user), &["user", "admin"], None).await;
+    let admin = login(
+        &f.app,
+        &format!("{}-admin", f.user),
+        &["user", "admin"],
+        None,
+    )
+    .await;
     assert_eq!(status(&f.app, get_req("/admin", None)).await, 401);
     assert_eq!(status(&f.app, get_req("/admin", Some(&user))).await, 403);
     assert_eq!(status(&f.app, get_req("/admin", Some(&admin))).await, 200);
@@ -411,7 +473,9 @@ pub async fn session_limit_evicts_oldest_under_concurrency(store: Arc<dyn Sessio
         let app = f.app.clone();
         let user = f.user.clone();
         tasks.push(tokio::spawn(async move {
-            send(&app, post_req("/login", None, json!({"subject": user}))).await.status()
+            send(&app, post_req("/login", None, json!({"subject": user})))
+                .await
+                .status()
         }));
     }
     for t in tasks {
@@ -425,39 +489,62 @@ pub async fn session_limit_evicts_oldest_under_concurrency(store: Arc<dyn Sessio
 pub async fn csrf_blocks_cross_site_unsafe_methods(f: Fixture) {
     let pair = login(&f.app, &f.user, &[], None).await;
     let mut req = post_req("/logout", Some(&pair), json!({}));
-    req.headers_mut().insert("sec-fetch-site", "cross-site".parse().unwrap());
+    req.headers_mut()
+        .insert("sec-fetch-site", "cross-site".parse().unwrap());
     assert_eq!(status(&f.app, req).await, 403);
     let mut req = post_req("/logout", Some(&pair), json!({}));
-    req.headers_mut().insert(header::ORIGIN, "http://evil.example".parse().unwrap());
-    req.headers_mut().insert(header::HOST, "app.example".parse().unwrap());
+    req.headers_mut()
+        .insert(header::ORIGIN, "http://evil.example".parse().unwrap());
+    req.headers_mut()
+        .insert(header::HOST, "app.example".parse().unwrap());
     assert_eq!(status(&f.app, req).await, 403);
     let mut req = post_req("/login", None, json!({"subject": "mallory"}));
-    req.headers_mut().insert("sec-fetch-site", "cross-site".parse().unwrap());
+    req.headers_mut()
+        .insert("sec-fetch-site", "cross-site".parse().unwrap());
     assert_eq!(status(&f.app, req).await, 403, "login CSRF");
-    assert_eq!(status(&f.app, get_req("/me", Some(&pair))).await, 200, "session survived");
+    assert_eq!(
+        status(&f.app, get_req("/me", Some(&pair))).await,
+        200,
+        "session survived"
+    );
     let mut req = post_req("/logout", Some(&pair), json!({}));
-    req.headers_mut().insert("sec-fetch-site", "same-origin".parse().unwrap());
+    req.headers_mut()
+        .insert("sec-fetch-site", "same-origin".parse().unwrap());
     assert_eq!(status(&f.app, req).await, 204);
 }
 
 pub async fn missing_layer_is_500_naming_it() {
-    let app: Router = Router::new().route("/me", get(|u: Principal| async move { u.subject().to_owned() }));
+    let app: Router = Router::new().route(
+        "/me",
+        get(|u: Principal| async move { u.subject().to_owned() }),
+    );
     let resp = send(&app, get_req("/me", None)).await;
     assert_eq!(resp.status(), 500);
     let body = json_body(resp).await;
-    assert!(body["error_description"].as_str().unwrap().contains("SessionLayer"), "{body}");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("SessionLayer"),
+        "{body}"
+    );
 }
 
 /// Expands to one test per case for the store built by `$make` (an async expression).
 #[macro_export]
 macro_rules! http_suite {
-    ($make:expr) => {
-        mod http_conformance {
+    ($module:ident, $make:expr) => {
+        mod $module {
             use super::*;
             use $crate::http_suite as suite;
 
             async fn fixture() -> suite::Fixture {
-                suite::fixture($make, suite::settings())
+                suite::fixture(store().await, suite::settings())
+            }
+
+            #[allow(dead_code)]
+            async fn store() -> std::sync::Arc<dyn keycard::store::SessionStore> {
+                $make
             }
 
             macro_rules! case {
@@ -487,12 +574,12 @@ macro_rules! http_suite {
 
             #[tokio::test]
             async fn session_limit_reject() {
-                suite::session_limit_reject($make).await;
+                suite::session_limit_reject(store().await).await;
             }
 
             #[tokio::test]
             async fn session_limit_evicts_oldest_under_concurrency() {
-                suite::session_limit_evicts_oldest_under_concurrency($make).await;
+                suite::session_limit_evicts_oldest_under_concurrency(store().await).await;
             }
         }
     };
