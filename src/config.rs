@@ -26,7 +26,7 @@ use crate::{
     error::{Error, Result},
     events::{EventHook, Events},
     keycard::{Keycard, spawn_every},
-    store::{LimitPolicy, SessionLimit, SessionStore},
+    store::{LimitPolicy, RevocationStore, SessionLimit, SessionStore},
     strategy::{ServerSessions, StrategyKind, server::ServerSettings},
     transport::TransportSettings,
 };
@@ -109,6 +109,30 @@ pub struct SessionConfig {
     /// How often expired records are swept. Default `"5m"`.
     #[serde(with = "humantime_serde")]
     pub sweep_interval: Duration,
+    /// The opt-in local read cache (see [`cache`](crate::strategy::cache)). Default: off.
+    pub cache: Option<SessionCacheConfig>,
+}
+
+/// The server-session read cache.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionCacheConfig {
+    /// Most sessions cached (entries). Default 10000.
+    pub capacity: usize,
+    /// Revocation polling interval for stores without a push channel (SQLite, MySQL). Default
+    /// `"1s"`.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+}
+
+impl Default for SessionCacheConfig {
+    fn default() -> Self {
+        let d = crate::strategy::cache::CacheSettings::default();
+        Self {
+            capacity: d.capacity,
+            poll_interval: d.poll_interval,
+        }
+    }
 }
 
 impl Default for SessionConfig {
@@ -121,6 +145,7 @@ impl Default for SessionConfig {
             on_limit: LimitPolicy::Reject,
             store_timeout: Duration::from_secs(2),
             sweep_interval: Duration::from_secs(300),
+            cache: None,
         }
     }
 }
@@ -291,15 +316,26 @@ impl Keycard {
         let sweep_every = config.session.sweep_interval;
         match config.strategy {
             StrategyKind::Database | StrategyKind::Redis => {
-                let store: Arc<dyn SessionStore> = if config.strategy == StrategyKind::Database {
+                let (store, revocations) = if config.strategy == StrategyKind::Database {
                     sql_session_store(config).await?
                 } else {
                     redis_session_store(config).await?
                 };
-                let strategy = ServerSessions::new(store.clone(), session_settings)
+                let mut strategy = ServerSessions::new(store.clone(), session_settings)
                     .with_clock(clock.clone())
                     .with_events(events)
                     .with_kind(config.strategy);
+                if let Some(cache) = &config.session.cache {
+                    if cache.poll_interval.is_zero() {
+                        return Err(Error::config("session.cache.poll_interval", "must be positive"));
+                    }
+                    let settings = crate::strategy::cache::CacheSettings {
+                        capacity: cache.capacity,
+                        poll_interval: cache.poll_interval,
+                    };
+                    strategy = strategy.with_cache(settings, revocations);
+                    strategy.ready().await?;
+                }
                 let sweep_clock = clock.clone();
                 builder = builder.strategy(strategy).task(spawn_every(sweep_every, move || {
                     let store = store.clone();
@@ -349,10 +385,14 @@ async fn sql_store(config: &KeycardConfig) -> Result<crate::store::sql::SqlStore
     crate::store::sql::SqlStore::connect(&db.url, options).await
 }
 
-async fn sql_session_store(config: &KeycardConfig) -> Result<Arc<dyn SessionStore>> {
+/// A session store and the revocation store that publishes its cache invalidations.
+type ServerStores = (Arc<dyn SessionStore>, Arc<dyn RevocationStore>);
+
+async fn sql_session_store(config: &KeycardConfig) -> Result<ServerStores> {
     #[cfg(feature = "_sql")]
     {
-        Ok(Arc::new(sql_store(config).await?))
+        let s = Arc::new(sql_store(config).await?);
+        Ok((s.clone(), s))
     }
     #[cfg(not(feature = "_sql"))]
     {
@@ -386,10 +426,11 @@ async fn redis_store(config: &KeycardConfig) -> Result<crate::store::redis::Redi
     }
 }
 
-async fn redis_session_store(config: &KeycardConfig) -> Result<Arc<dyn SessionStore>> {
+async fn redis_session_store(config: &KeycardConfig) -> Result<ServerStores> {
     #[cfg(feature = "redis")]
     {
-        Ok(Arc::new(redis_store(config).await?))
+        let s = Arc::new(redis_store(config).await?);
+        Ok((s.clone(), s))
     }
     #[cfg(not(feature = "redis"))]
     {
@@ -406,7 +447,7 @@ async fn token_strategy(
     clock: Arc<dyn Clock>,
     _session: ServerSettings,
 ) -> Result<crate::KeycardBuilder> {
-    use crate::store::{MemoryStore, RefreshStore, RevocationStore};
+    use crate::store::{MemoryStore, RefreshStore};
     let jwt = config
         .jwt
         .as_ref()
@@ -441,8 +482,15 @@ async fn token_strategy(
             (s.clone(), s)
         }
     };
-    let strategy = crate::jwt::JwtStrategy::from_config(jwt, refresh, revocation, events, clock)?;
-    Ok(builder.strategy(strategy))
+    let strategy = crate::jwt::JwtStrategy::builder(jwt.clone())
+        .refresh_store(refresh)
+        .revocation_store(revocation)
+        .events(events)
+        .clock(clock)
+        .kind(config.strategy)
+        .build()?;
+    strategy.ready().await?;
+    Ok(builder.jwt(strategy))
 }
 
 #[cfg(not(feature = "jwt"))]

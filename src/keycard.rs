@@ -37,6 +37,8 @@ impl Shared {
 #[derive(Clone)]
 pub struct Keycard {
     shared: Arc<Shared>,
+    #[cfg(feature = "jwt")]
+    jwt: Option<crate::jwt::JwtStrategy>,
     _tasks: Arc<Tasks>,
 }
 
@@ -82,12 +84,21 @@ impl Keycard {
     pub fn transport(&self) -> &TransportSettings {
         &self.shared.transport
     }
+
+    /// The JWT strategy, for the `jwt` and `hybrid` strategies: its JWKS handler
+    /// ([`JwtStrategy::jwks_router`](crate::jwt::JwtStrategy::jwks_router)) and key ring.
+    #[cfg(feature = "jwt")]
+    pub fn jwt(&self) -> Option<&crate::jwt::JwtStrategy> {
+        self.jwt.as_ref()
+    }
 }
 
 /// Builds a [`Keycard`] in code; the equivalent of [`KeycardConfig`](crate::KeycardConfig).
 #[derive(Default)]
 pub struct KeycardBuilder {
     strategy: Option<Arc<dyn SessionStrategy>>,
+    #[cfg(feature = "jwt")]
+    jwt: Option<crate::jwt::JwtStrategy>,
     transport: Option<TransportSettings>,
     csrf: CsrfConfig,
     hook: Option<EventHook>,
@@ -107,6 +118,15 @@ impl KeycardBuilder {
     /// The strategy to use (required).
     pub fn strategy(mut self, strategy: impl SessionStrategy) -> Self {
         self.strategy = Some(Arc::new(strategy));
+        self
+    }
+
+    /// A JWT (or hybrid) strategy, keeping it reachable through [`Keycard::jwt`] for the JWKS
+    /// handler and key rotation.
+    #[cfg(feature = "jwt")]
+    pub fn jwt(mut self, strategy: crate::jwt::JwtStrategy) -> Self {
+        self.strategy = Some(Arc::new(strategy.clone()));
+        self.jwt = Some(strategy);
         self
     }
 
@@ -179,6 +199,8 @@ impl KeycardBuilder {
                 challenge,
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
             }),
+            #[cfg(feature = "jwt")]
+            jwt: self.jwt,
             _tasks: Arc::new(Tasks(self.tasks)),
         })
     }

@@ -11,10 +11,14 @@ mod extract;
 mod keycard;
 pub mod layer;
 pub mod principal;
+mod revocation;
 pub mod store;
 pub mod strategy;
 pub mod token;
 pub mod transport;
+
+#[cfg(feature = "jwt")]
+pub mod jwt;
 
 pub use config::KeycardConfig;
 pub use error::{Error, ErrorKind, Result};
@@ -23,3 +27,39 @@ pub use keycard::{Keycard, KeycardBuilder};
 pub use layer::{ResponseFuture, SessionLayer, SessionService};
 pub use principal::{Principal, PrincipalSpec, SessionRef};
 pub use strategy::{SessionStrategy, StrategyKind};
+
+/// Hooks for the fuzz targets (`fuzz/`) and the property tests (`tests/proptest_parsers.rs`).
+///
+/// **Not public API.** Hidden from the documentation, outside any semver promise, and liable to
+/// change or disappear in any release. It only re-exposes crate-internal parsers with owned
+/// results so that they can be driven with arbitrary input.
+#[doc(hidden)]
+pub mod __fuzz {
+    use http::HeaderMap;
+
+    use crate::{ErrorKind, transport::TransportSettings};
+
+    /// What the transport found in a request's headers, as owned values.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Read {
+        /// The primary credential's value (cookie or bearer), or why it is unusable.
+        pub credential: Option<Result<String, ErrorKind>>,
+        /// The refresh cookie's value, when configured and present exactly once.
+        pub refresh: Option<String>,
+    }
+
+    /// Runs the transport's credential reading (cookies and `Authorization`) on `headers`.
+    ///
+    /// # Errors
+    /// The [`ErrorKind`] of a refusal (a limit exceeded).
+    pub fn read_credentials(
+        settings: &TransportSettings,
+        headers: &HeaderMap,
+    ) -> Result<Read, ErrorKind> {
+        let found = crate::transport::read(settings, headers).map_err(|e| e.kind())?;
+        Ok(Read {
+            credential: found.credential.map(|c| c.map(|l| l.value().to_owned())),
+            refresh: found.refresh.map(|l| l.value().to_owned()),
+        })
+    }
+}

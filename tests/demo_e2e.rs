@@ -1254,7 +1254,6 @@ macro_rules! token_suite {
             tests!($make =>
                 refresh_rotates_and_detects_reuse,
                 bearer_tokens_are_checked,
-                #[ignore = "Keycard exposes no JWKS yet; see jwks_document in examples/demo/app.rs"]
                 jwks_publishes_the_signing_key,
             );
         }

@@ -429,8 +429,7 @@ async fn jwks(State(state): State<AppState>) -> Response {
 /// way back to it. Wire this to that accessor (e.g. a `Keycard::jwks()` returning the JWK Set)
 /// once keycard offers one; until then token strategies answer 501 here.
 fn jwks_document(keycard: &Keycard) -> Option<Value> {
-    let _ = keycard;
-    None
+    serde_json::to_value(keycard.jwt()?.jwks()).ok()
 }
 
 async fn account_email(

@@ -28,8 +28,13 @@ use crate::{
     token::OpaqueToken,
 };
 
+#[cfg(feature = "jwt")]
+pub mod jwt;
+pub mod cache;
 pub mod server;
 
+#[cfg(feature = "jwt")]
+pub use jwt::JwtStrategy;
 pub use server::ServerSessions;
 
 /// Where a credential came from.

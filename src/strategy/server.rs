@@ -10,13 +10,18 @@ use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 
-use super::{AuthFuture, ClientMeta, Credential, Issued, SessionInfo, SessionStrategy, StrategyKind};
+use super::{
+    AuthFuture, ClientMeta, Credential, Issued, SessionInfo, SessionStrategy, StrategyKind,
+    cache::{CacheSettings, SessionCache},
+};
 use crate::{
     clock::{Clock, SystemClock, truncate_millis},
     error::{Error, ErrorKind, Result},
     events::{Events, SecurityEvent},
     principal::{Principal, PrincipalSpec, SessionRef},
-    store::{CreateOutcome, SessionLimit, SessionRecord, SessionStore, with_timeout},
+    store::{
+        CreateOutcome, RevocationStore, SessionLimit, SessionRecord, SessionStore, with_timeout,
+    },
     token::{OpaqueToken, TokenHash},
 };
 
@@ -64,6 +69,7 @@ pub struct ServerSessions {
     clock: Arc<dyn Clock>,
     events: Events,
     kind: StrategyKind,
+    cache: Option<Arc<SessionCache>>,
 }
 
 impl ServerSessions {
@@ -75,6 +81,48 @@ impl ServerSessions {
             clock: Arc::new(SystemClock),
             events: Events::default(),
             kind: StrategyKind::Database,
+            cache: None,
+        }
+    }
+
+    /// Turns on the local read cache (see [`cache`](super::cache)): hits cost no store round
+    /// trip; revocations are published through `revocations` and pushed to every instance.
+    /// Call after [`with_clock`](Self::with_clock); needs a Tokio runtime. Await
+    /// [`ready`](Self::ready) before serving.
+    pub fn with_cache(
+        mut self,
+        settings: CacheSettings,
+        revocations: Arc<dyn RevocationStore>,
+    ) -> Self {
+        self.cache = Some(Arc::new(SessionCache::start(
+            settings,
+            revocations,
+            self.clock.clone(),
+            self.settings.absolute_timeout,
+        )));
+        self
+    }
+
+    /// Resolves once the cache's revocation mirror is loaded (at once without a cache).
+    ///
+    /// # Errors
+    /// [`ErrorKind::StoreUnavailable`] when the revocation store cannot be reached.
+    pub async fn ready(&self) -> Result<()> {
+        match &self.cache {
+            Some(cache) => cache.ready().await,
+            None => Ok(()),
+        }
+    }
+
+    /// How many sessions the read cache holds (0 without a cache).
+    pub fn cached_sessions(&self) -> usize {
+        self.cache.as_ref().map_or(0, |c| c.len())
+    }
+
+    async fn revoked_locally(&self, id: &TokenHash, handle: &str) {
+        if let Some(cache) = &self.cache {
+            let until = self.clock.now() + self.settings.absolute_timeout;
+            cache.revoke_session(id, handle, until).await;
         }
     }
 
@@ -152,7 +200,15 @@ impl ServerSessions {
                 return Err(Error::new(ErrorKind::InvalidCredential));
             }
         }
-        Ok(Self::principal(record, id.handle()))
+        let created_at = record.created_at;
+        let valid_until = record
+            .expires_at
+            .min(record.last_seen_at + self.settings.renewal_interval);
+        let principal = Self::principal(record, id.handle());
+        if let Some(cache) = &self.cache {
+            cache.put(id, &principal, created_at, valid_until, now);
+        }
+        Ok(principal)
     }
 
     fn new_record(&self, spec: PrincipalSpec, meta: &ClientMeta) -> Result<(OpaqueToken, SessionRecord)> {
@@ -204,10 +260,15 @@ impl SessionStrategy for ServerSessions {
     }
 
     fn authenticate<'a>(&'a self, credential: Credential<'a>) -> AuthFuture<'a> {
-        match TokenHash::of_encoded(credential.value) {
-            Some(id) => AuthFuture::boxed(self.resolve(id)),
-            None => AuthFuture::ready(Err(Error::new(ErrorKind::InvalidCredential))),
+        let Some(id) = TokenHash::of_encoded(credential.value) else {
+            return AuthFuture::ready(Err(Error::new(ErrorKind::InvalidCredential)));
+        };
+        if let Some(cache) = &self.cache
+            && let Some(principal) = cache.get(&id, self.clock.now())
+        {
+            return AuthFuture::ready(Ok(principal));
         }
+        AuthFuture::boxed(self.resolve(id))
     }
 
     async fn login(&self, spec: PrincipalSpec, meta: &ClientMeta) -> Result<Issued> {
@@ -216,9 +277,11 @@ impl SessionStrategy for ServerSessions {
         match self.guarded(self.store.create(&record, self.settings.limit)).await? {
             CreateOutcome::Created { evicted } => {
                 for id in evicted {
+                    let handle = id.handle();
+                    self.revoked_locally(&id, &handle).await;
                     self.events.emit(SecurityEvent::SessionEvicted {
                         subject: subject.clone(),
-                        session: id.handle(),
+                        session: handle,
                     });
                 }
                 self.events.emit(SecurityEvent::Login {
@@ -277,6 +340,7 @@ impl SessionStrategy for ServerSessions {
         if !self.guarded(self.store.rotate(&old_id, &record)).await? {
             return Err(Error::new(ErrorKind::Revoked));
         }
+        self.revoked_locally(&old_id, &current.session().id).await;
         self.events.emit(SecurityEvent::SessionRotated {
             subject: record.subject.clone(),
             old: old_id.handle(),
@@ -298,6 +362,7 @@ impl SessionStrategy for ServerSessions {
     async fn logout(&self, current: &Principal) -> Result<()> {
         let id = Self::handle_of(current)?;
         self.guarded(self.store.delete(current.subject(), &id)).await?;
+        self.revoked_locally(&id, &current.session().id).await;
         self.events.emit(SecurityEvent::Logout {
             subject: current.subject().to_owned(),
             session: current.session().id.clone(),
@@ -307,6 +372,11 @@ impl SessionStrategy for ServerSessions {
 
     async fn logout_all(&self, subject: &str) -> Result<u64> {
         let count = self.guarded(self.store.delete_all(subject)).await?;
+        if let Some(cache) = &self.cache {
+            // Sessions created before this instant are void on every instance.
+            let epoch = truncate_millis(self.clock.now()) + Duration::from_millis(1);
+            cache.revoke_subject(subject, epoch).await;
+        }
         self.events.emit(SecurityEvent::AllSessionsRevoked {
             subject: subject.to_owned(),
             count,
@@ -334,6 +404,7 @@ impl SessionStrategy for ServerSessions {
         };
         let deleted = self.guarded(self.store.delete(subject, &id)).await?;
         if deleted {
+            self.revoked_locally(&id, session_id).await;
             self.events.emit(SecurityEvent::SessionRevoked {
                 subject: subject.to_owned(),
                 session: session_id.to_owned(),

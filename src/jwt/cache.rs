@@ -1,0 +1,105 @@
+//! The verified-token cache: a bounded map from the *whole* token to its verified claims.
+//!
+//! A hit skips base64, JSON and the signature check, but never the checks that can change after
+//! verification: every hit re-checks expiry (with leeway), the key-ring generation (a retired key
+//! voids its cached tokens) and, in the caller, the `jti`/family denylist and the subject's epoch.
+//!
+//! Keys are the complete token text, so two tokens share an entry only if they are byte-for-byte
+//! identical. The map holds at most `capacity` entries; when full, expired and stale entries are
+//! dropped first, then an arbitrary eighth of the rest (the map's random hash order makes that an
+//! approximately random eviction), so inserts stay amortised O(1). Memory is bounded by
+//! `capacity` × (token length + principal), i.e. about 10 MB for 10 000 tokens of 1 KiB.
+
+use std::collections::HashMap;
+
+use parking_lot::RwLock;
+
+use super::claims::Verified;
+
+/// Default number of cached tokens.
+pub const DEFAULT_CACHE_SIZE: usize = 10_000;
+
+struct Entry {
+    verified: Verified,
+    generation: u64,
+}
+
+pub(crate) struct TokenCache {
+    capacity: usize,
+    map: RwLock<HashMap<Box<str>, Entry>>,
+}
+
+impl TokenCache {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            map: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// A cached verification of exactly `token`, still within `exp + leeway` and made with the
+    /// current key-ring `generation`.
+    #[inline]
+    pub(crate) fn get(
+        &self,
+        token: &str,
+        now_ms: i64,
+        leeway_ms: i64,
+        generation: u64,
+    ) -> Option<Verified> {
+        if self.capacity == 0 {
+            return None;
+        }
+        let map = self.map.read();
+        let entry = map.get(token)?;
+        if entry.generation != generation
+            || now_ms > entry.verified.exp_ms.saturating_add(leeway_ms)
+        {
+            return None;
+        }
+        Some(entry.verified.clone())
+    }
+
+    pub(crate) fn insert(
+        &self,
+        token: &str,
+        verified: &Verified,
+        generation: u64,
+        now_ms: i64,
+        leeway_ms: i64,
+    ) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut map = self.map.write();
+        if map.len() >= self.capacity && !map.contains_key(token) {
+            map.retain(|_, e| {
+                e.generation == generation && now_ms <= e.verified.exp_ms.saturating_add(leeway_ms)
+            });
+            if map.len() >= self.capacity {
+                let drop_n = (self.capacity / 8).max(1);
+                let victims: Vec<Box<str>> = map.keys().take(drop_n).cloned().collect();
+                for k in victims {
+                    map.remove(&k);
+                }
+            }
+        }
+        map.insert(
+            token.into(),
+            Entry {
+                verified: verified.clone(),
+                generation,
+            },
+        );
+    }
+
+    /// Drops every entry.
+    pub(crate) fn clear(&self) {
+        self.map.write().clear();
+    }
+
+    /// Number of cached tokens.
+    pub(crate) fn len(&self) -> usize {
+        self.map.read().len()
+    }
+}

@@ -1,0 +1,396 @@
+//! [`JwtConfig`]: the `[jwt]` section of keycard's configuration.
+//!
+//! ```toml
+//! [jwt]
+//! issuer = "https://auth.example.com"
+//! audience = "https://api.example.com"
+//! access_ttl = "10m"
+//!
+//! [[jwt.keys]]
+//! kid = "2026-01"
+//! alg = "EdDSA"
+//! pem_file = "/run/secrets/jwt-2026-01.pem"
+//! signing = true
+//!
+//! [jwt.refresh]
+//! idle = "7d"
+//! absolute = "30d"
+//! ```
+//!
+//! Every duration is a [`humantime`] string (`"90s"`, `"10m"`, `"7d"`). Errors name the offending
+//! field, e.g. ``invalid config `jwt.keys[0].pem`: ...``.
+
+use std::{fmt, path::PathBuf, time::Duration};
+
+use base64::{
+    Engine,
+    engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig},
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{alg::Algorithm, cache::DEFAULT_CACHE_SIZE, keys::JwtKey};
+use crate::error::{Error, Result};
+
+/// Longest access-token lifetime keycard accepts (60 min).
+pub const MAX_ACCESS_TTL: Duration = Duration::from_secs(60 * 60);
+/// Largest accepted clock leeway (300 s).
+pub const MAX_LEEWAY: Duration = Duration::from_secs(300);
+/// Largest refresh grace window (60 s).
+pub const MAX_REFRESH_GRACE: Duration = Duration::from_secs(60);
+/// Shortest accepted cool-down between refetches of a remote JWKS (10 s).
+pub const MIN_REFETCH_COOLDOWN: Duration = Duration::from_secs(10);
+/// Largest verified-token cache.
+pub const MAX_CACHE_SIZE: usize = 1_000_000;
+
+fn default_access_ttl() -> Duration {
+    Duration::from_secs(10 * 60)
+}
+fn default_leeway() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_cache_size() -> usize {
+    DEFAULT_CACHE_SIZE
+}
+fn default_poll_interval() -> Duration {
+    Duration::from_secs(1)
+}
+
+/// Settings of the JWT strategy.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// The `iss` claim of issued tokens, and the only issuer accepted (exact match). Required.
+    pub issuer: String,
+    /// The `aud` claim of issued tokens, and the audience a token must name (exact match).
+    /// Required.
+    pub audience: String,
+    /// Lifetime of access tokens. Default `10m`; at most `60m`; whole seconds.
+    #[serde(default = "default_access_ttl", with = "humantime_serde")]
+    pub access_ttl: Duration,
+    /// Largest `exp - iat` accepted when verifying. Default: `access_ttl` (tokens keycard issues
+    /// have exactly that lifetime); at most `60m`. Raise it only to accept tokens of another
+    /// issuer (verifier-only mode) with longer lifetimes.
+    #[serde(default, with = "humantime_serde")]
+    pub max_token_lifetime: Option<Duration>,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`. Default `60s`; at most `300s`.
+    #[serde(default = "default_leeway", with = "humantime_serde")]
+    pub leeway: Duration,
+    /// The key ring: exactly one key must have `signing = true` unless `jwks` is set. Default
+    /// empty (which needs `ephemeral_key` or `jwks`).
+    #[serde(default)]
+    pub keys: Vec<KeyConfig>,
+    /// With no `keys`, generate an Ed25519 key at start. Default `false`. For demos and single
+    /// instances only: tokens die with the process and other instances cannot verify them.
+    #[serde(default)]
+    pub ephemeral_key: bool,
+    /// Refresh-token families.
+    #[serde(default)]
+    pub refresh: RefreshConfig,
+    /// Entries in the verified-token cache. Default `10000`; `0` disables the cache; at most
+    /// `1000000`. Each entry holds the token and its principal (about 1 KiB).
+    #[serde(default = "default_cache_size")]
+    pub cache_size: usize,
+    /// How often revocations are reloaded when the store has no push feed. Default `1s`;
+    /// at least `10ms`. Also the bound on how late such a store's revocations are seen.
+    #[serde(default = "default_poll_interval", with = "humantime_serde")]
+    pub revocation_poll_interval: Duration,
+    /// Verifier-only mode: take verification keys from this remote JWKS instead of `keys`.
+    /// Default: none.
+    #[serde(default)]
+    pub jwks: Option<RemoteJwksConfig>,
+}
+
+impl JwtConfig {
+    /// A config with the given issuer and audience and every other field at its default.
+    pub fn new(issuer: impl Into<String>, audience: impl Into<String>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            audience: audience.into(),
+            access_ttl: default_access_ttl(),
+            max_token_lifetime: None,
+            leeway: default_leeway(),
+            keys: Vec::new(),
+            ephemeral_key: false,
+            refresh: RefreshConfig::default(),
+            cache_size: default_cache_size(),
+            revocation_poll_interval: default_poll_interval(),
+            jwks: None,
+        }
+    }
+}
+
+/// One key of the ring. Exactly one of `pem`, `pem_file`, `jwk`, `secret`, `secret_file`.
+/// `Debug` redacts the key material; `Serialize` does not (it round-trips the config), so prefer
+/// `pem_file`/`secret_file` over inline secrets.
+#[derive(Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// Key ID, sent in the `kid` header and published in the JWKS. Required, 1–256 bytes.
+    pub kid: String,
+    /// Algorithm the key is pinned to. Default `EdDSA`.
+    #[serde(default)]
+    pub alg: Algorithm,
+    /// PEM text: a private key (signs and verifies) or a public key (verifies).
+    #[serde(default)]
+    pub pem: Option<String>,
+    /// Path of a PEM file.
+    #[serde(default)]
+    pub pem_file: Option<PathBuf>,
+    /// A JWK, as a table or a JSON string (`oct` for HMAC).
+    #[serde(default)]
+    pub jwk: Option<Value>,
+    /// HMAC secret, base64 (standard or URL-safe, padding optional). `HS*` only.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// Path of a file holding an HMAC secret in base64. `HS*` only.
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    /// Whether this key signs new tokens. Default `false`; exactly one key must sign.
+    #[serde(default)]
+    pub signing: bool,
+}
+
+impl fmt::Debug for KeyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let source = match (
+            &self.pem,
+            &self.pem_file,
+            &self.jwk,
+            &self.secret,
+            &self.secret_file,
+        ) {
+            (Some(_), ..) => "pem",
+            (_, Some(_), ..) => "pem_file",
+            (_, _, Some(_), ..) => "jwk",
+            (_, _, _, Some(_), _) => "secret",
+            (.., Some(_)) => "secret_file",
+            _ => "none",
+        };
+        f.debug_struct("KeyConfig")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("source", &source)
+            .field("pem_file", &self.pem_file)
+            .field("secret_file", &self.secret_file)
+            .field("material", &"[redacted]")
+            .field("signing", &self.signing)
+            .finish()
+    }
+}
+
+const LENIENT_B64: GeneralPurposeConfig = GeneralPurposeConfig::new()
+    .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent);
+
+fn decode_secret(text: &str) -> Option<Vec<u8>> {
+    let text: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    GeneralPurpose::new(&base64::alphabet::STANDARD, LENIENT_B64)
+        .decode(&text)
+        .or_else(|_| GeneralPurpose::new(&base64::alphabet::URL_SAFE, LENIENT_B64).decode(&text))
+        .ok()
+}
+
+impl KeyConfig {
+    /// Loads the key; errors name `jwt.keys[index].<field>`.
+    pub(crate) fn load(&self, index: usize) -> Result<JwtKey> {
+        let at = |field: &str| format!("jwt.keys[{index}].{field}");
+        let sources = [
+            self.pem.is_some(),
+            self.pem_file.is_some(),
+            self.jwk.is_some(),
+            self.secret.is_some(),
+            self.secret_file.is_some(),
+        ];
+        match sources.iter().filter(|s| **s).count() {
+            0 => {
+                return Err(Error::config(
+                    &format!("jwt.keys[{index}]"),
+                    "set one of pem, pem_file, jwk, secret or secret_file",
+                ));
+            }
+            1 => {}
+            _ => {
+                return Err(Error::config(
+                    &format!("jwt.keys[{index}]"),
+                    "set only one of pem, pem_file, jwk, secret or secret_file",
+                ));
+            }
+        }
+        let rewrap = |field: &str| {
+            let field = at(field);
+            move |e: Error| Error::config(&field, e.message())
+        };
+        let kid = self.kid.clone();
+        let key = if let Some(pem) = &self.pem {
+            JwtKey::from_pem(kid, self.alg, pem).map_err(rewrap("pem"))?
+        } else if let Some(path) = &self.pem_file {
+            JwtKey::from_pem_file(kid, self.alg, path).map_err(rewrap("pem_file"))?
+        } else if let Some(jwk) = &self.jwk {
+            JwtKey::from_jwk(kid, self.alg, jwk).map_err(rewrap("jwk"))?
+        } else {
+            let (field, text) = match (&self.secret, &self.secret_file) {
+                (Some(s), _) => ("secret", s.clone()),
+                (None, Some(path)) => (
+                    "secret_file",
+                    std::fs::read_to_string(path).map_err(|e| {
+                        Error::config(
+                            &at("secret_file"),
+                            format!("cannot read `{}`", path.display()),
+                        )
+                        .with_source(e)
+                    })?,
+                ),
+                (None, None) => unreachable_source(index)?,
+            };
+            let secret = decode_secret(&text)
+                .ok_or_else(|| Error::config(&at(field), "the secret is not base64"))?;
+            JwtKey::hmac(kid, self.alg, &secret).map_err(rewrap(field))?
+        };
+        if self.signing && !key.can_sign() {
+            return Err(Error::config(
+                &at("signing"),
+                "this key has no private part and cannot sign",
+            ));
+        }
+        Ok(key)
+    }
+}
+
+fn unreachable_source(index: usize) -> Result<(&'static str, String)> {
+    Err(Error::config(
+        &format!("jwt.keys[{index}]"),
+        "no key material",
+    ))
+}
+
+fn default_idle() -> Duration {
+    Duration::from_secs(7 * 24 * 3600)
+}
+fn default_absolute() -> Duration {
+    Duration::from_secs(30 * 24 * 3600)
+}
+
+/// Refresh-token families.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshConfig {
+    /// A refresh token unused for this long expires. Default `7d`.
+    #[serde(default = "default_idle", with = "humantime_serde")]
+    pub idle: Duration,
+    /// A family (one login) ends this long after login whatever its use. Default `30d`.
+    #[serde(default = "default_absolute", with = "humantime_serde")]
+    pub absolute: Duration,
+    /// Grace window: a refresh token spent less than this long ago may be exchanged again while
+    /// its successor is still unused (a client that lost the response can retry). The retry
+    /// gets a *new* refresh token and the unused successor is discarded; anything older, or a
+    /// second retry once the successor has been used, is reuse and kills the family. Default `0`
+    /// (off, the safest); at most `60s`. Weakens reuse detection for its duration.
+    #[serde(default, with = "humantime_serde")]
+    pub grace: Duration,
+}
+
+impl Default for RefreshConfig {
+    fn default() -> Self {
+        Self {
+            idle: default_idle(),
+            absolute: default_absolute(),
+            grace: Duration::ZERO,
+        }
+    }
+}
+
+fn default_refresh_interval() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_cooldown() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_stale() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+/// A remote JWKS to take verification keys from (verifier-only mode).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteJwksConfig {
+    /// The JWKS URL. Required; `https`, or `http` to a loopback address only.
+    pub url: String,
+    /// How often the set is refetched. Default `5m`; at least `10s`.
+    #[serde(default = "default_refresh_interval", with = "humantime_serde")]
+    pub refresh_interval: Duration,
+    /// Least time between two refetches triggered by unknown `kid`s. Default `30s`; at least
+    /// `10s`.
+    #[serde(default = "default_cooldown", with = "humantime_serde")]
+    pub refetch_cooldown: Duration,
+    /// How long after the last successful fetch cached keys are still used; after that every
+    /// verification fails with 503 until a fetch succeeds. Default `1h`; at least
+    /// `refresh_interval`.
+    #[serde(default = "default_max_stale", with = "humantime_serde")]
+    pub max_stale: Duration,
+    /// Timeout of one fetch. Default `5s`; 100 ms to 60 s.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl RemoteJwksConfig {
+    /// A remote JWKS at `url` with default timings.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            refresh_interval: default_refresh_interval(),
+            refetch_cooldown: default_cooldown(),
+            max_stale: default_max_stale(),
+            timeout: default_timeout(),
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<reqwest::Url> {
+        let url = reqwest::Url::parse(&self.url)
+            .map_err(|e| Error::config("jwt.jwks.url", "not a valid URL").with_source(e))?;
+        let loopback = url.host_str().is_some_and(|h| {
+            h.eq_ignore_ascii_case("localhost")
+                || h.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        });
+        match url.scheme() {
+            "https" => {}
+            "http" if loopback => {}
+            _ => {
+                return Err(Error::config(
+                    "jwt.jwks.url",
+                    "must be https (plain http only to a loopback address)",
+                ));
+            }
+        }
+        if self.refresh_interval < MIN_REFETCH_COOLDOWN {
+            return Err(Error::config(
+                "jwt.jwks.refresh_interval",
+                "must be at least 10s",
+            ));
+        }
+        if self.refetch_cooldown < MIN_REFETCH_COOLDOWN {
+            return Err(Error::config(
+                "jwt.jwks.refetch_cooldown",
+                "must be at least 10s",
+            ));
+        }
+        if self.max_stale < self.refresh_interval {
+            return Err(Error::config(
+                "jwt.jwks.max_stale",
+                "must be at least jwt.jwks.refresh_interval",
+            ));
+        }
+        if self.timeout < Duration::from_millis(100) || self.timeout > Duration::from_secs(60) {
+            return Err(Error::config(
+                "jwt.jwks.timeout",
+                "must be between 100ms and 60s",
+            ));
+        }
+        Ok(url)
+    }
+}

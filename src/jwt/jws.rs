@@ -1,0 +1,154 @@
+//! Compact JWS: signing access tokens, and the verification pipeline.
+//!
+//! Verification, in order, stopping at the first failure:
+//! 1. size: more than [`MAX_TOKEN_LEN`] bytes is refused before anything is decoded;
+//! 2. shape: exactly three non-empty base64url segments (so JWS JSON serialization, JWE's five
+//!    segments and unsecured `header.payload.` tokens never get further);
+//! 3. header: strict JSON (no duplicate members), `typ` of `at+jwt`, a `kid`, no `crit`, `jku`,
+//!    `jwk`, `x5u`, `x5c`, `b64`, ...;
+//! 4. key: found by `kid` only; the header's `alg` must equal the key's pinned algorithm exactly;
+//! 5. signature: over the original signing input, with the key parsed at load time;
+//! 6. claims, only once the signature holds (see [`claims`](super::claims)).
+//!
+//! Decoding uses stack buffers: a verification allocates only for the principal it returns.
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+
+use super::{
+    claims::{Header, IssueClaims, Validation, Verified, invalid, validate},
+    encoding::b64url_decode_into,
+    keys::JwtKey,
+};
+use crate::error::{Error, ErrorKind, Result};
+
+/// Largest accepted access token, in bytes (8 KiB). Larger tokens are refused before decoding.
+pub const MAX_TOKEN_LEN: usize = 8 * 1024;
+const MAX_HEADER_LEN: usize = 1024;
+const MAX_SIG_LEN: usize = 512;
+
+/// How a key lookup by `kid` went.
+pub(crate) enum Lookup {
+    /// The key to verify with.
+    Found(JwtKey),
+    /// No key has this `kid`.
+    Unknown,
+    /// The key set cannot be trusted right now (remote JWKS past its max-stale bound).
+    Unavailable(Error),
+}
+
+/// Why a verification did not produce a token.
+pub(crate) enum Failure {
+    /// The `kid` is unknown (a remote JWKS may refetch and retry).
+    UnknownKid,
+    /// Refused (or the key set is unavailable).
+    Error(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Self::Error(e)
+    }
+}
+
+fn decode_into<'b>(segment: &str, buf: &'b mut [u8]) -> Option<&'b [u8]> {
+    let n = b64url_decode_into(segment.as_bytes(), buf)?;
+    buf.get(..n)
+}
+
+/// Claims up to this size decode into a stack buffer; larger ones (up to the token limit) into
+/// one exact-size allocation.
+const STACK_CLAIMS: usize = 1024;
+
+/// Splits a compact JWS into its three segments.
+#[inline]
+fn split(token: &str) -> Option<(&str, &str, &str)> {
+    let (header, rest) = token.split_once('.')?;
+    let (claims, sig) = rest.split_once('.')?;
+    if header.is_empty() || claims.is_empty() || sig.is_empty() || sig.contains('.') {
+        return None;
+    }
+    Some((header, claims, sig))
+}
+
+/// Verifies `token` fully (signature and claims; not revocation) at `now_ms`, finding the key with
+/// `lookup`.
+pub(crate) fn verify(
+    token: &str,
+    validation: &Validation,
+    now_ms: i64,
+    lookup: impl FnOnce(&str) -> Lookup,
+) -> std::result::Result<Verified, Failure> {
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(invalid("the token is larger than 8 KiB").into());
+    }
+    let (header_b64, claims_b64, sig_b64) =
+        split(token).ok_or_else(|| invalid("the token is not a compact JWS"))?;
+
+    if header_b64.len() > MAX_HEADER_LEN / 3 * 4 {
+        return Err(invalid("the token header is larger than 1 KiB").into());
+    }
+    let mut header_buf = [0u8; MAX_HEADER_LEN];
+    let header_bytes = decode_into(header_b64, &mut header_buf)
+        .ok_or_else(|| invalid("the token header is not valid base64url"))?;
+    let header_text =
+        std::str::from_utf8(header_bytes).map_err(|_| invalid("the token header is not UTF-8"))?;
+    let header: Header<'_> = serde_json::from_str(header_text)
+        .map_err(|_| invalid("the token header is malformed or not acceptable"))?;
+
+    let key = match lookup(&header.kid) {
+        Lookup::Found(key) => key,
+        Lookup::Unknown => return Err(Failure::UnknownKid),
+        Lookup::Unavailable(e) => return Err(e.into()),
+    };
+    if *header.alg != *key.algorithm().as_str() {
+        return Err(invalid("the token's algorithm does not match its key").into());
+    }
+
+    let mut sig_buf = [0u8; MAX_SIG_LEN];
+    let sig = decode_into(sig_b64, &mut sig_buf)
+        .ok_or_else(|| invalid("the token signature is not valid base64url"))?;
+    let signing_input = token
+        .as_bytes()
+        .get(..header_b64.len() + 1 + claims_b64.len())
+        .ok_or_else(|| invalid("the token is not a compact JWS"))?;
+    if !key.verify(signing_input, sig) {
+        return Err(invalid("the token signature is invalid").into());
+    }
+
+    let mut stack = [0u8; STACK_CLAIMS];
+    let mut heap = Vec::new();
+    let buf: &mut [u8] = if claims_b64.len() / 4 * 3 + 2 <= STACK_CLAIMS {
+        &mut stack
+    } else {
+        heap.resize(claims_b64.len() / 4 * 3 + 2, 0);
+        &mut heap
+    };
+    let claims = decode_into(claims_b64, buf)
+        .ok_or_else(|| invalid("the token claims are not valid base64url"))?;
+    let claims =
+        std::str::from_utf8(claims).map_err(|_| invalid("the token claims are not UTF-8"))?;
+    Ok(validate(claims, validation, now_ms)?)
+}
+
+/// Signs `claims` with `key` into a compact JWS with header `{"alg","typ":"at+jwt","kid"}`.
+pub(crate) fn sign(key: &JwtKey, claims: &IssueClaims<'_>) -> Result<String> {
+    let json =
+        serde_json::to_vec(claims).map_err(|e| Error::new(ErrorKind::Internal).with_source(e))?;
+    let header = key.header_b64();
+    let mut token = String::with_capacity(
+        header.len() + 2 + json.len() * 4 / 3 + 4 + key.signature_len() * 4 / 3 + 4,
+    );
+    token.push_str(header);
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(&json, &mut token);
+    let sig = key.sign_raw(token.as_bytes())?;
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(&sig, &mut token);
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(Error::with_message(
+            ErrorKind::Internal,
+            "the access token would exceed 8 KiB; carry fewer roles or attributes",
+        ));
+    }
+    Ok(token)
+}
