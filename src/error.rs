@@ -1,7 +1,7 @@
 //! Errors and their mapping to HTTP responses.
 //!
 //! keycard has one opaque [`Error`] type carrying a [`#[non_exhaustive]`](ErrorKind) kind and,
-//! where there is one, the underlying source. Third-party errors (sqlx, redis, jsonwebtoken) are
+//! where there is one, the underlying source. Third-party errors (sqlx, redis, aws-lc-rs, reqwest) are
 //! mapped into these kinds and kept as sources; they are never flattened to strings.
 //!
 //! An [`Error`] is also an axum response: [`Error::status`] gives the status code and the response
