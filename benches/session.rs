@@ -21,8 +21,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use keycard::{
     Keycard, Principal,
     clock::truncate_millis,
-    store::{MemoryStore, SessionRecord, SessionStore},
-    strategy::{ServerSessions, server::ServerSettings},
+    store::{MemoryStore, RevocationStore, SessionRecord, SessionStore},
+    strategy::{ServerSessions, cache::CacheSettings, server::ServerSettings},
     token::OpaqueToken,
 };
 use tokio::runtime::Runtime;
@@ -78,13 +78,20 @@ fn bench_app(
     });
 }
 
-async fn keycard_app(store: Arc<dyn SessionStore>) -> (Router, String) {
+/// keycard's layer over `store`; with `cache`, the local read cache is on and invalidated through
+/// that revocation store.
+async fn keycard_app(
+    store: Arc<dyn SessionStore>,
+    cache: Option<Arc<dyn RevocationStore>>,
+) -> (Router, String) {
     let token = OpaqueToken::generate().unwrap();
     store.create(&record(&token), None).await.unwrap();
-    let keycard = Keycard::builder()
-        .strategy(ServerSessions::new(store, ServerSettings::default()))
-        .build()
-        .unwrap();
+    let mut strategy = ServerSessions::new(store, ServerSettings::default());
+    if let Some(revocations) = cache {
+        strategy = strategy.with_cache(CacheSettings::default(), revocations);
+        strategy.ready().await.unwrap();
+    }
+    let keycard = Keycard::builder().strategy(strategy).build().unwrap();
     let app = Router::new().route("/me", get(me)).layer(keycard.layer());
     (app, format!("__Host-keycard={}", token.expose_secret()))
 }
@@ -154,7 +161,7 @@ fn session(c: &mut Criterion) {
         bare_router(),
         "__Host-keycard=x",
     );
-    let (app, cookie) = rt.block_on(keycard_app(Arc::new(MemoryStore::new())));
+    let (app, cookie) = rt.block_on(keycard_app(Arc::new(MemoryStore::new()), None));
     bench_app(&mut g, &rt, "memory", app, &cookie);
     let (app, cookie) = rt.block_on(tower_sessions_app());
     bench_app(&mut g, &rt, "tower_sessions_memory", app, &cookie);
@@ -176,8 +183,9 @@ mod stores {
     ) {
         // Redis: the floor GETs a value as large as keycard's encoded record.
         let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-        let store = rt.block_on(RedisStore::connect(&url)).expect("redis");
-        let (app, cookie) = rt.block_on(keycard_app(Arc::new(store)));
+        let store = Arc::new(rt.block_on(RedisStore::connect(&url)).expect("redis"));
+        let (app, cookie) = rt.block_on(keycard_app(store.clone(), None));
+        let (cached_app, cached_cookie) = rt.block_on(keycard_app(store.clone(), Some(store)));
         let client = redis::Client::open(url.as_str()).unwrap();
         let conn = rt
             .block_on(redis::aio::ConnectionManager::new(client))
@@ -211,6 +219,7 @@ mod stores {
         });
         bench_app(g, rt, "floor_redis", floor_app, &cookie);
         bench_app(g, rt, "redis", app, &cookie);
+        bench_app(g, rt, "redis_cached", cached_app, &cached_cookie);
 
         for (name, url) in [
             (
@@ -226,15 +235,18 @@ mod stores {
                 ),
             ),
         ] {
-            let store = rt
-                .block_on(SqlStore::connect(&url, SqlOptions::default()))
-                .expect("sql store");
-            let (app, cookie) = rt.block_on(keycard_app(Arc::new(store)));
+            let store = Arc::new(
+                rt.block_on(SqlStore::connect(&url, SqlOptions::default()))
+                    .expect("sql store"),
+            );
+            let (app, cookie) = rt.block_on(keycard_app(store.clone(), None));
+            let (cached_app, cached_cookie) = rt.block_on(keycard_app(store.clone(), Some(store)));
             let token = cookie.split_once('=').unwrap().1.to_owned();
             let id = keycard::token::TokenHash::of_encoded(&token).unwrap();
             let floor_app = sql_floor(rt, &url, id);
             bench_app(g, rt, &format!("floor_{name}"), floor_app, &cookie);
             bench_app(g, rt, name, app, &cookie);
+            bench_app(g, rt, &format!("{name}_cached"), cached_app, &cached_cookie);
         }
     }
 

@@ -2,8 +2,10 @@
 //! SQLite file, client IPs, graceful shutdown and one-line failures for bad configuration.
 //!
 //! `cargo test` builds the examples first; with `cargo test --test demo_process` alone, build
-//! the binary with `cargo build --example demo`. The tests skip (with a note) when it is absent.
-#![cfg(all(unix, feature = "sqlite"))]
+//! the binary with `cargo build --example demo`. A missing binary fails the tests.
+#![cfg(all(unix, feature = "sqlite", feature = "jwt"))]
+
+mod demo_bin;
 
 use std::{
     io::{BufRead, BufReader},
@@ -16,21 +18,6 @@ use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
 };
-
-/// The demo binary next to this test's binary (`target/<profile>/deps/..` → `examples/demo`).
-fn demo_binary() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let path = exe.parent()?.parent()?.join("examples").join("demo");
-    if path.is_file() {
-        Some(path)
-    } else {
-        eprintln!(
-            "skipping: {} not built (run `cargo build --example demo`)",
-            path.display()
-        );
-        None
-    }
-}
 
 fn scratch_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
@@ -137,7 +124,7 @@ fn failure(output: Output) -> String {
 
 #[tokio::test]
 async fn serves_with_sqlite_by_default_and_shuts_down_on_ctrl_c() {
-    let Some(bin) = demo_binary() else { return };
+    let bin = demo_bin::demo_binary();
     let dir = scratch_dir("serve");
     let mut run = start(demo(&bin, &dir));
     assert!(run.line.contains("strategy: database"), "{}", run.line);
@@ -208,7 +195,7 @@ async fn serves_with_sqlite_by_default_and_shuts_down_on_ctrl_c() {
 
 #[test]
 fn bad_configuration_exits_non_zero_with_one_line() {
-    let Some(bin) = demo_binary() else { return };
+    let bin = demo_bin::demo_binary();
     let dir = scratch_dir("bad");
     let run = |vars: &[(&str, &str)]| {
         let mut cmd = demo(&bin, &dir);
