@@ -9,7 +9,7 @@
 //! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` and fails (it does not skip) without
 //! them; `.ci/run` installs both. The demo binary is built by `cargo test` (alone:
 //! `cargo build --example demo`).
-#![cfg(all(unix, feature = "sqlite"))]
+#![cfg(all(unix, feature = "sqlite", feature = "jwt"))]
 
 mod browser_support;
 

@@ -394,6 +394,11 @@ async fn make_jwt(clock: ManualClock) -> Backend {
     token_backend(StrategyKind::Jwt, clock).await
 }
 
+#[cfg(all(feature = "jwt", feature = "sqlite"))]
+async fn make_hybrid(clock: ManualClock) -> Backend {
+    token_backend(StrategyKind::Hybrid, clock).await
+}
+
 /// Tests on one shared server run one at a time (they use the same seeded subjects).
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 async fn shared_server(lock: &'static tokio::sync::Mutex<()>, keycard: Keycard) -> Backend {
@@ -1271,6 +1276,8 @@ server_session_suite!(mysql, make_mysql);
 server_session_suite!(redis, make_redis);
 #[cfg(all(feature = "jwt", feature = "sqlite"))]
 token_suite!(jwt, make_jwt);
+#[cfg(all(feature = "jwt", feature = "sqlite"))]
+token_suite!(hybrid, make_hybrid);
 #[cfg(all(feature = "jwt", feature = "redis"))]
 token_suite!(jwt_redis, make_jwt_redis);
 #[cfg(all(feature = "jwt", feature = "postgres"))]
@@ -1314,4 +1321,140 @@ fn unknown_users_cost_as_much_as_known_ones() {
         unknown * 4 > known,
         "unknown {unknown:?} vs known {known:?}"
     );
+}
+
+/// What makes hybrid hybrid: ordinary routes verify the JWT alone; the high-risk route also asks
+/// the server-side session, so a revocation that never reached this instance's mirror (an
+/// operator deleting the session row, a lost publish) still stops it. And every action reaches
+/// the security-event hook.
+#[cfg(all(feature = "jwt", feature = "sqlite"))]
+mod hybrid_specific {
+    use super::*;
+    use keycard::{
+        events::{EventHook, SecurityEvent},
+        store::{
+            RefreshStore,
+            sql::{SqlOptions, SqlStore},
+        },
+    };
+    use std::sync::Mutex;
+
+    #[tokio::test]
+    async fn high_risk_route_checks_the_server_session_and_events_arrive() {
+        let clock = ManualClock::new();
+        let db = TempDb::new();
+        let mut config = database_config(StrategyKind::Hybrid, &db.url());
+        config.jwt = Some(ephemeral_jwt());
+        let seen: Arc<Mutex<Vec<SecurityEvent>>> = Arc::default();
+        let sink = seen.clone();
+        let runtime = keycard::config::Runtime {
+            clock: Some(Arc::new(clock.clone())),
+            hook: Some(EventHook::new(move |e| {
+                let sink = sink.clone();
+                async move { sink.lock().unwrap().push(e) }
+            })),
+        };
+        let keycard = Keycard::from_config_with(&config, runtime).await.unwrap();
+        let h = Harness::start(
+            Backend {
+                keycard,
+                _guards: vec![],
+            },
+            clock,
+        )
+        .await;
+        let email = json!({"email": "alice@example.com"});
+
+        let cred = h.alice().await;
+        let r = h.call(Method::GET, "/me", Some(&cred)).await;
+        assert_eq!(r.json()["strategy"], "hybrid");
+        let family = r.json()["session_id"].as_str().unwrap().to_owned();
+        let r = h
+            .call_json(Method::POST, "/account/email", Some(&cred), email.clone())
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+
+        // The session row disappears behind keycard's back (no revocation is published).
+        let store = SqlStore::connect(&db.url(), SqlOptions::default())
+            .await
+            .unwrap();
+        assert!(store.delete_family("alice", &family).await.unwrap());
+        // Ordinary route: the JWT alone, still valid until it expires (documented trade-off).
+        assert_eq!(h.me_status(&cred).await, StatusCode::OK);
+        // High-risk route: the server-side check refuses at once.
+        let r = h
+            .call_json(Method::POST, "/account/email", Some(&cred), email.clone())
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+
+        // Through keycard, logout is immediate on every route.
+        let cred = h.alice().await;
+        assert_eq!(
+            h.call(Method::POST, "/logout", Some(&cred)).await.status,
+            StatusCode::NO_CONTENT
+        );
+        assert_eq!(h.me_status(&cred).await, StatusCode::UNAUTHORIZED);
+        let r = h
+            .call_json(Method::POST, "/account/email", Some(&cred), email.clone())
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+        // Reuse of a refresh token, and log-out-everywhere.
+        let cred = h.alice().await;
+        let Cred::Bearer {
+            refresh: Some(rt), ..
+        } = &cred
+        else {
+            panic!("bearer")
+        };
+        let body = json!({"refresh_token": rt});
+        assert_eq!(
+            h.call_json(Method::POST, "/refresh", None, body.clone())
+                .await
+                .status,
+            StatusCode::OK
+        );
+        assert_eq!(
+            h.call_json(Method::POST, "/refresh", None, body)
+                .await
+                .status,
+            StatusCode::UNAUTHORIZED
+        );
+        let cred = h.alice().await;
+        assert_eq!(
+            h.call(Method::POST, "/logout-all", Some(&cred))
+                .await
+                .status,
+            StatusCode::NO_CONTENT
+        );
+
+        // Events are delivered on spawned tasks: give them a moment.
+        let names =
+            || -> Vec<&'static str> { seen.lock().unwrap().iter().map(|e| e.name()).collect() };
+        for _ in 0..100 {
+            if names().contains(&"all_sessions_revoked") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let names = names();
+        for expected in [
+            "login",
+            "logout",
+            "refresh_rotated",
+            "refresh_reuse_detected",
+            "all_sessions_revoked",
+        ] {
+            assert!(
+                names.contains(&expected),
+                "{expected} missing from {names:?}"
+            );
+        }
+        // No event carries a secret.
+        let dump = format!("{:?}", seen.lock().unwrap());
+        if let Cred::Bearer { access, refresh } = &cred {
+            assert!(!dump.contains(access.as_str()));
+            assert!(refresh.as_ref().is_none_or(|r| !dump.contains(r.as_str())));
+        }
+    }
 }
