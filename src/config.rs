@@ -65,8 +65,11 @@ impl KeycardConfig {
     /// Parses TOML. Errors name the offending field.
     pub fn from_toml(text: &str) -> Result<Self> {
         toml::from_str(text).map_err(|e| {
-            Error::with_message(crate::ErrorKind::Config, format!("invalid config: {}", e.message()))
-                .with_source(e)
+            Error::with_message(
+                crate::ErrorKind::Config,
+                format!("invalid config: {}", e.message()),
+            )
+            .with_source(e)
         })
     }
 
@@ -111,6 +114,9 @@ pub struct SessionConfig {
     pub sweep_interval: Duration,
     /// The opt-in local read cache (see [`cache`](crate::strategy::cache)). Default: off.
     pub cache: Option<SessionCacheConfig>,
+    /// What to do when a session is used from another client address: `allow` (report only),
+    /// `step_up` or `terminate` (see [`policy`](crate::policy)). Default: no check.
+    pub on_ip_change: Option<crate::policy::IpChangeAction>,
 }
 
 /// The server-session read cache.
@@ -146,6 +152,7 @@ impl Default for SessionConfig {
             store_timeout: Duration::from_secs(2),
             sweep_interval: Duration::from_secs(300),
             cache: None,
+            on_ip_change: None,
         }
     }
 }
@@ -163,7 +170,10 @@ impl SessionConfig {
             ));
         }
         if !(self.renewal_fraction > 0.0 && self.renewal_fraction <= 1.0) {
-            return Err(Error::config("session.renewal_fraction", "must be in (0, 1]"));
+            return Err(Error::config(
+                "session.renewal_fraction",
+                "must be in (0, 1]",
+            ));
         }
         if self.max_sessions == Some(0) {
             return Err(Error::config("session.max_sessions", "must be at least 1"));
@@ -285,6 +295,9 @@ pub struct Runtime {
     pub hook: Option<EventHook>,
     /// Clock (default: system clock).
     pub clock: Option<Arc<dyn Clock>>,
+    /// A client policy built in code (e.g. with a region resolver); overrides
+    /// `session.on_ip_change`.
+    pub client_policy: Option<crate::policy::ClientPolicy>,
 }
 
 impl Keycard {
@@ -313,6 +326,15 @@ impl Keycard {
         if let Some(hook) = runtime.hook {
             builder = builder.event_hook(hook);
         }
+        let policy = runtime.client_policy.or_else(|| {
+            config
+                .session
+                .on_ip_change
+                .map(crate::policy::ClientPolicy::new)
+        });
+        if let Some(policy) = policy {
+            builder = builder.client_policy(policy);
+        }
         let sweep_every = config.session.sweep_interval;
         match config.strategy {
             StrategyKind::Database | StrategyKind::Redis => {
@@ -327,7 +349,10 @@ impl Keycard {
                     .with_kind(config.strategy);
                 if let Some(cache) = &config.session.cache {
                     if cache.poll_interval.is_zero() {
-                        return Err(Error::config("session.cache.poll_interval", "must be positive"));
+                        return Err(Error::config(
+                            "session.cache.poll_interval",
+                            "must be positive",
+                        ));
                     }
                     let settings = crate::strategy::cache::CacheSettings {
                         capacity: cache.capacity,
@@ -337,15 +362,17 @@ impl Keycard {
                     strategy.ready().await?;
                 }
                 let sweep_clock = clock.clone();
-                builder = builder.strategy(strategy).task(spawn_every(sweep_every, move || {
-                    let store = store.clone();
-                    let clock = sweep_clock.clone();
-                    async move {
-                        if let Err(e) = store.sweep(clock.now()).await {
-                            tracing::warn!(error = ?e, "keycard session sweep failed");
+                builder = builder
+                    .strategy(strategy)
+                    .task(spawn_every(sweep_every, move || {
+                        let store = store.clone();
+                        let clock = sweep_clock.clone();
+                        async move {
+                            if let Err(e) = store.sweep(clock.now()).await {
+                                tracing::warn!(error = ?e, "keycard session sweep failed");
+                            }
                         }
-                    }
-                }));
+                    }));
             }
             StrategyKind::Jwt | StrategyKind::Hybrid => {
                 builder = token_strategy(config, builder, events, clock, session_settings).await?;
@@ -435,7 +462,10 @@ async fn redis_session_store(config: &KeycardConfig) -> Result<ServerStores> {
     #[cfg(not(feature = "redis"))]
     {
         let _ = config;
-        Err(Error::config("strategy", "`redis` needs the cargo feature redis"))
+        Err(Error::config(
+            "strategy",
+            "`redis` needs the cargo feature redis",
+        ))
     }
 }
 
@@ -477,7 +507,9 @@ async fn token_strategy(
                 "needs one of the cargo features sqlite, postgres or mysql",
             ));
         } else {
-            tracing::warn!("keycard: no database or redis configured; refresh families live in memory");
+            tracing::warn!(
+                "keycard: no database or redis configured; refresh families live in memory"
+            );
             let s = Arc::new(MemoryStore::new());
             (s.clone(), s)
         }
@@ -501,7 +533,10 @@ async fn token_strategy(
     _clock: Arc<dyn Clock>,
     _session: ServerSettings,
 ) -> Result<crate::KeycardBuilder> {
-    Err(Error::config("strategy", "`jwt` and `hybrid` need the cargo feature jwt"))
+    Err(Error::config(
+        "strategy",
+        "`jwt` and `hybrid` need the cargo feature jwt",
+    ))
 }
 
 #[cfg(test)]
@@ -516,13 +551,20 @@ mod tests {
         .unwrap();
         assert_eq!(c.session.idle_timeout, Duration::from_secs(600));
         assert_eq!(c.session.on_limit, LimitPolicy::EvictOldest);
-        let err = KeycardConfig::from_toml("strategy = \"database\"\n[session]\nidle_timeot = \"1m\"\n")
-            .unwrap_err();
+        let err =
+            KeycardConfig::from_toml("strategy = \"database\"\n[session]\nidle_timeot = \"1m\"\n")
+                .unwrap_err();
         assert!(err.message().contains("idle_timeot"), "{}", err.message());
         let err = KeycardConfig::from_toml("strategy = \"magic\"\n").unwrap_err();
         assert!(err.message().contains("magic"), "{}", err.message());
         let mut bad = KeycardConfig::new(StrategyKind::Database);
         bad.session.absolute_timeout = Duration::from_secs(1);
-        assert!(bad.session.settings().unwrap_err().message().contains("session.absolute_timeout"));
+        assert!(
+            bad.session
+                .settings()
+                .unwrap_err()
+                .message()
+                .contains("session.absolute_timeout")
+        );
     }
 }

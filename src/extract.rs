@@ -406,7 +406,7 @@ impl Auth {
             .ctx
             .shared
             .strategy
-            .rotate(&current, spec, false)
+            .rotate(&current, spec, None)
             .await
             .map_err(|e| self.reject(e))?;
         self.ctx.issue(&issued);
@@ -421,7 +421,7 @@ impl Auth {
             .ctx
             .shared
             .strategy
-            .rotate(&current, None, true)
+            .rotate(&current, None, Some(&self.meta))
             .await
             .map_err(|e| self.reject(e))?;
         self.ctx.issue(&issued);

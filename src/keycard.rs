@@ -22,6 +22,7 @@ pub(crate) struct Shared {
     pub(crate) events: Events,
     pub(crate) challenge: Challenge,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) client_policy: Option<crate::policy::ClientPolicy>,
 }
 
 impl Shared {
@@ -103,6 +104,7 @@ pub struct KeycardBuilder {
     csrf: CsrfConfig,
     hook: Option<EventHook>,
     clock: Option<Arc<dyn Clock>>,
+    client_policy: Option<crate::policy::ClientPolicy>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -164,6 +166,12 @@ impl KeycardBuilder {
         self
     }
 
+    /// What to do when a session is used from another client address. Default: nothing.
+    pub fn client_policy(mut self, policy: crate::policy::ClientPolicy) -> Self {
+        self.client_policy = Some(policy);
+        self
+    }
+
     pub(crate) fn task(mut self, task: tokio::task::JoinHandle<()>) -> Self {
         self.tasks.push(task);
         self
@@ -198,6 +206,7 @@ impl KeycardBuilder {
                 events: Events::new(self.hook),
                 challenge,
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+                client_policy: self.client_policy,
             }),
             #[cfg(feature = "jwt")]
             jwt: self.jwt,

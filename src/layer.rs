@@ -122,6 +122,8 @@ pub(crate) struct Pending {
 pub(crate) struct RequestContext {
     pub(crate) shared: Arc<Shared>,
     pub(crate) found: Found,
+    /// The peer address, when the server provides `ConnectInfo`.
+    client_ip: Option<std::net::IpAddr>,
     resolved: OnceCell<Result<Principal, ErrorKind>>,
     pending: Mutex<Pending>,
 }
@@ -145,26 +147,63 @@ impl RequestContext {
     pub(crate) async fn resolve(&self) -> Result<Principal, ErrorKind> {
         self.resolved
             .get_or_init(|| async {
-                match &self.found.credential {
-                    None => Err(ErrorKind::MissingCredential),
-                    Some(Err(kind)) => Err(*kind),
-                    Some(Ok(located)) => self
-                        .shared
-                        .strategy
-                        .authenticate(located.credential())
-                        .await
-                        .map_err(|e| {
-                            if e.status().is_server_error() {
-                                tracing::error!(error = ?e, "keycard could not authenticate a request");
-                            } else {
-                                tracing::debug!(kind = ?e.kind(), "keycard refused a credential");
-                            }
-                            e.kind()
-                        }),
-                }
+                let principal = self.authenticate().await?;
+                self.apply_client_policy(principal).await
             })
             .await
             .clone()
+    }
+
+    /// Applies the [`ClientPolicy`](crate::policy::ClientPolicy), if any.
+    async fn apply_client_policy(&self, principal: Principal) -> Result<Principal, ErrorKind> {
+        use crate::policy::IpChangeAction;
+        let Some(policy) = &self.shared.client_policy else {
+            return Ok(principal);
+        };
+        let (Some(from), Some(to)) = (principal.session().client_ip, self.client_ip) else {
+            return Ok(principal);
+        };
+        if !policy.changed(from, to) {
+            return Ok(principal);
+        }
+        self.shared.events.emit(SecurityEvent::ClientIpChanged {
+            subject: principal.subject().to_owned(),
+            session: principal.session().id.clone(),
+            from: Some(from.to_string()),
+            to: Some(to),
+        });
+        match policy.action() {
+            IpChangeAction::Allow => Ok(principal),
+            IpChangeAction::StepUp => Ok(principal.with_stale_authentication()),
+            IpChangeAction::Terminate => {
+                self.shared
+                    .strategy
+                    .logout(&principal)
+                    .await
+                    .map_err(|e| e.kind())?;
+                Err(ErrorKind::Revoked)
+            }
+        }
+    }
+
+    async fn authenticate(&self) -> Result<Principal, ErrorKind> {
+        match &self.found.credential {
+            None => Err(ErrorKind::MissingCredential),
+            Some(Err(kind)) => Err(*kind),
+            Some(Ok(located)) => self
+                .shared
+                .strategy
+                .authenticate(located.credential())
+                .await
+                .map_err(|e| {
+                    if e.status().is_server_error() {
+                        tracing::error!(error = ?e, "keycard could not authenticate a request");
+                    } else {
+                        tracing::debug!(kind = ?e.kind(), "keycard refused a credential");
+                    }
+                    e.kind()
+                }),
+        }
     }
 
     /// Queues the cookies for freshly issued credentials.
@@ -217,7 +256,13 @@ impl RequestContext {
         }
         if let Some(name) = &t.refresh_cookie_name {
             if let Some((value, age)) = &p.set_refresh {
-                push(transport::set_cookie(t, name, value, &t.refresh_cookie_path, *age));
+                push(transport::set_cookie(
+                    t,
+                    name,
+                    value,
+                    &t.refresh_cookie_path,
+                    *age,
+                ));
                 touched = true;
             } else if p.clear_refresh {
                 push(transport::removal_cookie(t, name, &t.refresh_cookie_path));
@@ -259,9 +304,14 @@ where
             });
             return ResponseFuture::reject(shared.reject(Error::new(ErrorKind::CsrfRejected)));
         }
+        let client_ip = req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
         let ctx = Arc::new(RequestContext {
             shared: shared.clone(),
             found,
+            client_ip,
             resolved: OnceCell::new(),
             pending: Mutex::new(Pending::default()),
         });

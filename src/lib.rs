@@ -10,6 +10,7 @@ pub mod events;
 mod extract;
 mod keycard;
 pub mod layer;
+pub mod policy;
 pub mod principal;
 mod revocation;
 pub mod store;

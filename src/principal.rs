@@ -1,6 +1,6 @@
 //! The authenticated identity handed to handlers.
 
-use std::{fmt, sync::Arc, time::SystemTime};
+use std::{fmt, net::IpAddr, sync::Arc, time::SystemTime};
 
 use serde_json::{Map, Value};
 
@@ -39,6 +39,9 @@ pub struct SessionRef {
     pub jti: Option<String>,
     /// When the credential itself (access token or session) was issued.
     pub issued_at: SystemTime,
+    /// The client IP recorded when the session was created or last re-authenticated (server
+    /// sessions); `None` when unknown or not carried by the credential (JWT access tokens).
+    pub client_ip: Option<IpAddr>,
 }
 
 impl Principal {
@@ -104,6 +107,21 @@ impl Principal {
     /// Extra attributes (claims) attached at login.
     pub fn attributes(&self) -> &Map<String, Value> {
         &self.inner.attributes
+    }
+
+    /// A copy whose last authentication is treated as long ago: high-risk routes then demand a
+    /// step-up.
+    pub(crate) fn with_stale_authentication(&self) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                subject: self.inner.subject.clone(),
+                roles: self.inner.roles.clone(),
+                session: self.inner.session.clone(),
+                authenticated_at: std::time::UNIX_EPOCH,
+                expires_at: self.inner.expires_at,
+                attributes: self.inner.attributes.clone(),
+            }),
+        }
     }
 
     /// The subject, roles and attributes, to log the same identity in again.

@@ -361,7 +361,7 @@ async fn rotate_after_a_privilege_change() {
                     .role("admin")
                     .build(),
             ),
-            false,
+            None,
         )
         .await
         .unwrap();
@@ -390,20 +390,20 @@ async fn rotate_after_a_privilege_change() {
 
     // Step-up: re-authenticated now.
     h.clock.advance(Duration::from_secs(30));
-    let stepped = h.strategy.rotate(&q, None, true).await.unwrap();
+    let stepped = h.strategy.rotate(&q, None, Some(&ClientMeta::default())).await.unwrap();
     assert!(stepped.principal.authenticated_at() > q.authenticated_at());
     h.log
         .wait_for(|e| matches!(e, SecurityEvent::StepUp { .. }))
         .await;
     // The old family is gone: rotating it again is refused.
-    assert_kind(h.strategy.rotate(&q, None, false).await, ErrorKind::Revoked);
+    assert_kind(h.strategy.rotate(&q, None, None).await, ErrorKind::Revoked);
     // The subject cannot change.
     assert_kind(
         h.strategy
             .rotate(
                 &h.auth(&access(&stepped)).await.unwrap(),
                 Some(spec("mallory")),
-                false,
+                None,
             )
             .await,
         ErrorKind::Internal,

@@ -122,7 +122,7 @@ async fn revocation_crosses_instances(
     let spec = Principal::builder(&subject)
         .roles(["user", "admin"])
         .build();
-    let rotated = a.rotate(&p, Some(spec), false).await.unwrap();
+    let rotated = a.rotate(&p, Some(spec), None).await.unwrap();
     refused_within(&b, &token, limit).await;
     let new = rotated.session_token.unwrap();
     let p = b.authenticate(cookie(new.expose_secret())).await.unwrap();

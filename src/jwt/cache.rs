@@ -9,8 +9,16 @@
 //! dropped first, then an arbitrary eighth of the rest (the map's random hash order makes that an
 //! approximately random eviction), so inserts stay amortised O(1). Memory is bounded by
 //! `capacity` × (token length + principal), i.e. about 10 MB for 10 000 tokens of 1 KiB.
+//!
+//! Lookups hash only the token's last [`HASHED_TAIL`] bytes (its signature, which no two
+//! distinct tokens share in practice and which nobody can choose without the key) with the
+//! standard library's randomly keyed SipHash; equality is still the whole token. The hash decides
+//! only the bucket, never a match.
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    hash::{BuildHasher, Hasher, RandomState},
+};
 
 use parking_lot::RwLock;
 
@@ -19,6 +27,43 @@ use super::claims::Verified;
 /// Default number of cached tokens.
 pub const DEFAULT_CACHE_SIZE: usize = 10_000;
 
+/// How many trailing bytes of a token are hashed.
+const HASHED_TAIL: usize = 32;
+
+/// Hashes the last [`HASHED_TAIL`] bytes of what it is given (a `str` key writes its bytes,
+/// then one `0xff`, which is hashed too).
+struct TailHasher(std::hash::DefaultHasher);
+
+impl Hasher for TailHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        self.0
+            .write(&bytes[bytes.len().saturating_sub(HASHED_TAIL)..]);
+    }
+
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.0.write_u8(i);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0.finish()
+    }
+}
+
+#[derive(Default)]
+struct TailState(RandomState);
+
+impl BuildHasher for TailState {
+    type Hasher = TailHasher;
+
+    #[inline]
+    fn build_hasher(&self) -> TailHasher {
+        TailHasher(self.0.build_hasher())
+    }
+}
+
 struct Entry {
     verified: Verified,
     generation: u64,
@@ -26,14 +71,14 @@ struct Entry {
 
 pub(crate) struct TokenCache {
     capacity: usize,
-    map: RwLock<HashMap<Box<str>, Entry>>,
+    map: RwLock<HashMap<Box<str>, Entry, TailState>>,
 }
 
 impl TokenCache {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
             capacity,
-            map: RwLock::new(HashMap::new()),
+            map: RwLock::new(HashMap::default()),
         }
     }
 

@@ -309,6 +309,7 @@ pub(crate) fn validate(json: &str, v: &Validation, now_ms: i64) -> Result<Verifi
             id: sid,
             jti: Some(jti.into_owned()),
             issued_at: from_millis(iat_ms),
+            client_ip: None,
         },
         from_millis(authenticated_ms),
         from_millis(exp_ms),

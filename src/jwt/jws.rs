@@ -17,7 +17,7 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use super::{
     claims::{Header, IssueClaims, Validation, Verified, invalid, validate},
     encoding::b64url_decode_into,
-    keys::JwtKey,
+    keys::{JwtKey, KeySet},
 };
 use crate::error::{Error, ErrorKind, Result};
 
@@ -26,7 +26,30 @@ pub const MAX_TOKEN_LEN: usize = 8 * 1024;
 const MAX_HEADER_LEN: usize = 1024;
 const MAX_SIG_LEN: usize = 512;
 
-/// How a key lookup by `kid` went.
+/// What a key is looked up by.
+#[derive(Clone, Copy)]
+pub(crate) enum KeyQuery<'a> {
+    /// The token's protected header segment, as sent (base64url). A key matches only when it is
+    /// byte-for-byte the header that key signs with (`{"alg","kid","typ":"at+jwt"}`), so parsing
+    /// it would give exactly that key's `alg` and `kid` and nothing else: the header checks are
+    /// already known to pass. Anything else (`Unknown`) goes through the full header parse.
+    Header(&'a str),
+    /// The `kid` of a parsed header.
+    Kid(&'a str),
+}
+
+impl KeyQuery<'_> {
+    /// The key of `keys` this query names.
+    #[inline]
+    pub(crate) fn find<'k>(&self, keys: &'k KeySet) -> Option<&'k JwtKey> {
+        match *self {
+            Self::Header(header) => keys.find_by_header(header),
+            Self::Kid(kid) => keys.find(kid),
+        }
+    }
+}
+
+/// How a key lookup went.
 pub(crate) enum Lookup {
     /// The key to verify with.
     Found(JwtKey),
@@ -76,7 +99,7 @@ pub(crate) fn verify(
     token: &str,
     validation: &Validation,
     now_ms: i64,
-    lookup: impl FnOnce(&str) -> Lookup,
+    mut lookup: impl FnMut(KeyQuery<'_>) -> Lookup,
 ) -> std::result::Result<Verified, Failure> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(invalid("the token is larger than 8 KiB").into());
@@ -87,22 +110,13 @@ pub(crate) fn verify(
     if header_b64.len() > MAX_HEADER_LEN / 3 * 4 {
         return Err(invalid("the token header is larger than 1 KiB").into());
     }
-    let mut header_buf = [0u8; MAX_HEADER_LEN];
-    let header_bytes = decode_into(header_b64, &mut header_buf)
-        .ok_or_else(|| invalid("the token header is not valid base64url"))?;
-    let header_text =
-        std::str::from_utf8(header_bytes).map_err(|_| invalid("the token header is not UTF-8"))?;
-    let header: Header<'_> = serde_json::from_str(header_text)
-        .map_err(|_| invalid("the token header is malformed or not acceptable"))?;
-
-    let key = match lookup(&header.kid) {
+    // The tokens keycard issues carry exactly the header their key signs with: recognise it
+    // without decoding or parsing it (see `KeyQuery::Header`).
+    let key = match lookup(KeyQuery::Header(header_b64)) {
         Lookup::Found(key) => key,
-        Lookup::Unknown => return Err(Failure::UnknownKid),
         Lookup::Unavailable(e) => return Err(e.into()),
+        Lookup::Unknown => key_from_header(header_b64, lookup)?,
     };
-    if *header.alg != *key.algorithm().as_str() {
-        return Err(invalid("the token's algorithm does not match its key").into());
-    }
 
     let mut sig_buf = [0u8; MAX_SIG_LEN];
     let sig = decode_into(sig_b64, &mut sig_buf)
@@ -128,6 +142,31 @@ pub(crate) fn verify(
     let claims =
         std::str::from_utf8(claims).map_err(|_| invalid("the token claims are not UTF-8"))?;
     Ok(validate(claims, validation, now_ms)?)
+}
+
+/// Decodes and checks a header that is not one of the ring's own, and finds its key by `kid`.
+#[inline(never)]
+fn key_from_header(
+    header_b64: &str,
+    lookup: impl FnOnce(KeyQuery<'_>) -> Lookup,
+) -> std::result::Result<JwtKey, Failure> {
+    let mut header_buf = [0u8; MAX_HEADER_LEN];
+    let header_bytes = decode_into(header_b64, &mut header_buf)
+        .ok_or_else(|| invalid("the token header is not valid base64url"))?;
+    let header_text =
+        std::str::from_utf8(header_bytes).map_err(|_| invalid("the token header is not UTF-8"))?;
+    let header: Header<'_> = serde_json::from_str(header_text)
+        .map_err(|_| invalid("the token header is malformed or not acceptable"))?;
+
+    let key = match lookup(KeyQuery::Kid(&header.kid)) {
+        Lookup::Found(key) => key,
+        Lookup::Unknown => return Err(Failure::UnknownKid),
+        Lookup::Unavailable(e) => return Err(e.into()),
+    };
+    if *header.alg != *key.algorithm().as_str() {
+        return Err(invalid("the token's algorithm does not match its key").into());
+    }
+    Ok(key)
 }
 
 /// Signs `claims` with `key` into a compact JWS with header `{"alg","typ":"at+jwt","kid"}`.

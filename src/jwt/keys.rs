@@ -819,6 +819,12 @@ impl KeySet {
         self.keys.iter().find(|k| k.kid() == kid)
     }
 
+    /// The key whose own protected header (base64url) is exactly `header_b64`.
+    #[inline]
+    pub(crate) fn find_by_header(&self, header_b64: &str) -> Option<&JwtKey> {
+        self.keys.iter().find(|k| k.header_b64() == header_b64)
+    }
+
     pub(crate) fn signer(&self) -> Option<&JwtKey> {
         self.signer.and_then(|i| self.keys.get(i))
     }

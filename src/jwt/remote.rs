@@ -27,7 +27,10 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use super::{jws::Lookup, keys::JwtKey, keys::KeyRing};
+use super::{
+    jws::{KeyQuery, Lookup},
+    keys::{JwtKey, KeyRing},
+};
 use crate::{
     clock::{Clock, to_millis},
     error::{Error, ErrorKind, Result},
@@ -92,7 +95,7 @@ impl RemoteJwks {
 
     /// Finds the key for `kid`, failing closed when the set is older than `max_stale`.
     #[inline]
-    pub(crate) fn lookup(&self, kid: &str, now_ms: i64) -> Lookup {
+    pub(crate) fn lookup(&self, query: KeyQuery<'_>, now_ms: i64) -> Lookup {
         let fetched = self.fetched_at.load(Ordering::Acquire);
         if fetched == i64::MIN {
             return Lookup::Unavailable(unavailable("the remote JWKS has not been fetched yet"));
@@ -102,7 +105,7 @@ impl RemoteJwks {
                 "the remote JWKS is older than its max-stale bound",
             ));
         }
-        match self.ring.snapshot().find(kid) {
+        match query.find(&self.ring.snapshot()) {
             Some(key) => Lookup::Found(key.clone()),
             None => Lookup::Unknown,
         }

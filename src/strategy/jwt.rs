@@ -51,12 +51,12 @@ use crate::{
         claims::{IssueClaims, Validation, Verified, check_attributes, invalid, secs_floor},
         config::{MAX_ACCESS_TTL, MAX_CACHE_SIZE, MAX_LEEWAY, MAX_REFRESH_GRACE},
         jwk::Jwks,
-        jws::{self, Failure, Lookup},
+        jws::{self, Failure, KeyQuery, Lookup},
         keys::JwtKey,
         remote::{RemoteJwks, RemoteSettings, refresher},
     },
-    revocation::{self, Check, FAMILY_PREFIX, Mirror},
     principal::{Principal, PrincipalSpec, SessionRef},
+    revocation::{self, Check, FAMILY_PREFIX, Mirror},
     store::{
         MemoryStore, RefreshRecord, RefreshStore, Revocation, RevocationStore, RotateOutcome,
         RotateRequest,
@@ -127,13 +127,13 @@ impl KeySource {
     }
 
     #[inline]
-    fn lookup(&self, kid: &str, now_ms: i64) -> Lookup {
+    fn lookup(&self, query: KeyQuery<'_>, now_ms: i64) -> Lookup {
         match self {
-            Self::Local(ring) => match ring.snapshot().find(kid) {
+            Self::Local(ring) => match query.find(&ring.snapshot()) {
                 Some(key) => Lookup::Found(key.clone()),
                 None => Lookup::Unknown,
             },
-            Self::Remote(remote) => remote.lookup(kid, now_ms),
+            Self::Remote(remote) => remote.lookup(query, now_ms),
         }
     }
 
@@ -600,8 +600,8 @@ impl JwtStrategy {
         {
             return Ok(v);
         }
-        let v = jws::verify(token, &inner.validation, now_ms, |kid| {
-            inner.keys.lookup(kid, now_ms)
+        let v = jws::verify(token, &inner.validation, now_ms, |query| {
+            inner.keys.lookup(query, now_ms)
         })?;
         inner
             .cache
@@ -653,6 +653,7 @@ impl JwtStrategy {
                 id: family.to_owned(),
                 jti: Some(jti),
                 issued_at: from_millis(iat_ms),
+                client_ip: None,
             },
             from_millis(auth_time * 1000),
             from_millis(exp * 1000),
@@ -747,7 +748,7 @@ impl SessionStrategy for JwtStrategy {
         let now_ms = self.now_ms();
         if let KeySource::Remote(remote) = &self.inner.keys {
             // Cached verifications are not served past the JWKS's max-stale bound either.
-            if let Lookup::Unavailable(e) = remote.lookup("", now_ms) {
+            if let Lookup::Unavailable(e) = remote.lookup(KeyQuery::Kid(""), now_ms) {
                 return AuthFuture::ready(Err(e));
             }
         }
@@ -898,7 +899,7 @@ impl SessionStrategy for JwtStrategy {
         &self,
         current: &Principal,
         spec: Option<PrincipalSpec>,
-        reauthenticated: bool,
+        reauthenticated: Option<&ClientMeta>,
     ) -> Result<Issued> {
         let spec = spec.unwrap_or_else(|| current.spec());
         if spec.subject != current.subject() {
@@ -919,7 +920,7 @@ impl SessionStrategy for JwtStrategy {
             .into_iter()
             .find(|r| r.family == old_family)
             .ok_or_else(revoked)?;
-        let (authenticated_at, family_expires_at) = if reauthenticated {
+        let (authenticated_at, family_expires_at) = if reauthenticated.is_some() {
             (now, now + self.inner.refresh.absolute)
         } else {
             (old.authenticated_at, old.family_expires_at)
@@ -931,8 +932,14 @@ impl SessionStrategy for JwtStrategy {
                     now,
                     expires_at: family_expires_at,
                     authenticated_at,
-                    user_agent: old.user_agent.clone(),
-                    ip: old.ip.clone(),
+                    user_agent: match reauthenticated {
+                        Some(meta) => meta.user_agent.clone(),
+                        None => old.user_agent.clone(),
+                    },
+                    ip: match reauthenticated {
+                        Some(meta) => meta.ip.map(|ip| ip.to_string()),
+                        None => old.ip.clone(),
+                    },
                 },
             )
             .await?;
@@ -949,7 +956,7 @@ impl SessionStrategy for JwtStrategy {
             old: old_family,
             new: family,
         });
-        if reauthenticated {
+        if reauthenticated.is_some() {
             self.inner.events.emit(SecurityEvent::StepUp { subject });
         }
         Ok(Issued {

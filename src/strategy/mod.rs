@@ -240,13 +240,15 @@ pub trait SessionStrategy: Send + Sync + fmt::Debug + 'static {
     /// [`ErrorKind::InvalidGrant`](crate::ErrorKind::InvalidGrant).
     async fn refresh(&self, refresh_token: &str, meta: &ClientMeta) -> Result<Issued>;
 
-    /// Replaces the principal's credentials by fresh ones (after a privilege change with `spec`,
-    /// or a step-up when `reauthenticated`), revoking the old ones.
+    /// Replaces the principal's credentials by fresh ones, revoking the old ones: after a
+    /// privilege change (new roles in `spec`), or after a step-up, when `reauthenticated` names
+    /// the client that just proved who it is (its authentication time, IP and user agent are
+    /// recorded).
     async fn rotate(
         &self,
         current: &Principal,
         spec: Option<PrincipalSpec>,
-        reauthenticated: bool,
+        reauthenticated: Option<&ClientMeta>,
     ) -> Result<Issued>;
 
     /// Revokes the principal's own session (or refresh family), and for tokens its access token.

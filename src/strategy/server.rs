@@ -166,6 +166,7 @@ impl ServerSessions {
             id: handle,
             jti: None,
             issued_at: record.created_at,
+            client_ip: record.ip.as_deref().and_then(|ip| ip.parse().ok()),
         };
         Principal::new(
             PrincipalSpec {
@@ -211,7 +212,11 @@ impl ServerSessions {
         Ok(principal)
     }
 
-    fn new_record(&self, spec: PrincipalSpec, meta: &ClientMeta) -> Result<(OpaqueToken, SessionRecord)> {
+    fn new_record(
+        &self,
+        spec: PrincipalSpec,
+        meta: &ClientMeta,
+    ) -> Result<(OpaqueToken, SessionRecord)> {
         let token = OpaqueToken::generate()?;
         let now = truncate_millis(self.clock.now());
         let absolute = now + self.settings.absolute_timeout;
@@ -248,8 +253,9 @@ impl ServerSessions {
     }
 
     fn handle_of(principal: &Principal) -> Result<TokenHash> {
-        TokenHash::from_handle(&principal.session().id)
-            .ok_or_else(|| Error::with_message(ErrorKind::Internal, "principal has no server session"))
+        TokenHash::from_handle(&principal.session().id).ok_or_else(|| {
+            Error::with_message(ErrorKind::Internal, "principal has no server session")
+        })
     }
 }
 
@@ -274,7 +280,10 @@ impl SessionStrategy for ServerSessions {
     async fn login(&self, spec: PrincipalSpec, meta: &ClientMeta) -> Result<Issued> {
         let subject = spec.subject.clone();
         let (token, record) = self.new_record(spec, meta)?;
-        match self.guarded(self.store.create(&record, self.settings.limit)).await? {
+        match self
+            .guarded(self.store.create(&record, self.settings.limit))
+            .await?
+        {
             CreateOutcome::Created { evicted } => {
                 for id in evicted {
                     let handle = id.handle();
@@ -314,7 +323,7 @@ impl SessionStrategy for ServerSessions {
         &self,
         current: &Principal,
         spec: Option<PrincipalSpec>,
-        reauthenticated: bool,
+        reauthenticated: Option<&ClientMeta>,
     ) -> Result<Issued> {
         let old_id = Self::handle_of(current)?;
         let now = self.clock.now();
@@ -331,11 +340,21 @@ impl SessionStrategy for ServerSessions {
             attributes: spec.attributes,
             created_at: old.created_at,
             last_seen_at: now,
-            authenticated_at: if reauthenticated { now } else { old.authenticated_at },
+            authenticated_at: if reauthenticated.is_some() {
+                now
+            } else {
+                old.authenticated_at
+            },
             expires_at: (now + self.settings.idle_timeout).min(old.absolute_expires_at),
             absolute_expires_at: old.absolute_expires_at,
-            user_agent: old.user_agent,
-            ip: old.ip,
+            user_agent: match reauthenticated {
+                Some(meta) => meta.user_agent.clone(),
+                None => old.user_agent,
+            },
+            ip: match reauthenticated {
+                Some(meta) => meta.ip.map(|ip| ip.to_string()),
+                None => old.ip,
+            },
         };
         if !self.guarded(self.store.rotate(&old_id, &record)).await? {
             return Err(Error::new(ErrorKind::Revoked));
@@ -346,22 +365,20 @@ impl SessionStrategy for ServerSessions {
             old: old_id.handle(),
             new: record.id.handle(),
         });
-        if reauthenticated {
+        if reauthenticated.is_some() {
             self.events.emit(SecurityEvent::StepUp {
                 subject: record.subject.clone(),
             });
         }
         let mut issued = self.issued(token, record);
-        issued.session_max_age = old
-            .absolute_expires_at
-            .duration_since(now)
-            .ok();
+        issued.session_max_age = old.absolute_expires_at.duration_since(now).ok();
         Ok(issued)
     }
 
     async fn logout(&self, current: &Principal) -> Result<()> {
         let id = Self::handle_of(current)?;
-        self.guarded(self.store.delete(current.subject(), &id)).await?;
+        self.guarded(self.store.delete(current.subject(), &id))
+            .await?;
         self.revoked_locally(&id, &current.session().id).await;
         self.events.emit(SecurityEvent::Logout {
             subject: current.subject().to_owned(),
@@ -385,7 +402,9 @@ impl SessionStrategy for ServerSessions {
     }
 
     async fn list(&self, subject: &str) -> Result<Vec<SessionInfo>> {
-        let records = self.guarded(self.store.list(subject, self.clock.now())).await?;
+        let records = self
+            .guarded(self.store.list(subject, self.clock.now()))
+            .await?;
         Ok(records
             .into_iter()
             .map(|r| SessionInfo {
