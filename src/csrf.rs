@@ -11,6 +11,13 @@
 //! Login and refresh endpoints are covered too (login CSRF), because the check does not depend on
 //! a session being present. Bearer-authenticated requests are exempt: browsers never attach
 //! Authorization headers on their own.
+//!
+//! # Signed double-submit token (optional)
+//! For apps that want a token as well, [`CsrfConfig::double_submit_secret`] turns on a signed
+//! token bound to the session: [`Auth::csrf_token`](crate::Auth::csrf_token) gives
+//! `HMAC-SHA256(secret, SHA-256(session cookie))` (base64url), which the page sends back in the
+//! `X-CSRF-Token` header on unsafe requests carrying the session cookie. A missing or wrong token
+//! is 403. A cross-site attacker can neither read the cookie nor compute the HMAC.
 
 use http::{HeaderMap, Method, header};
 
@@ -24,6 +31,43 @@ pub struct CsrfConfig {
     /// Origins (e.g. `https://app.example.com`) allowed to send unsafe requests in addition to
     /// the request's own origin. Default empty.
     pub trusted_origins: Vec<String>,
+    /// A secret of at least 32 bytes turning on the signed double-submit token (see the
+    /// [module docs](self)). Default: none (off). Keep it out of logs; `Debug` redacts it.
+    #[serde(default)]
+    pub double_submit_secret: Option<Secret>,
+}
+
+/// A secret string whose `Debug` is redacted.
+#[derive(Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// The header carrying the double-submit token.
+pub const TOKEN_HEADER: &str = "x-csrf-token";
+
+/// The double-submit token for a session cookie value (`None` only if HMAC refused the key,
+/// which it does not for any length).
+pub(crate) fn token_for(secret: &Secret, cookie_value: &str) -> Option<String> {
+    use base64::Engine;
+    use hmac::Mac;
+    use sha2::Digest;
+    let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(secret.0.as_bytes()).ok()?;
+    mac.update(&sha2::Sha256::digest(cookie_value.as_bytes()));
+    Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+}
+
+/// Whether `presented` is the double-submit token for `cookie_value` (constant time).
+pub(crate) fn token_matches(secret: &Secret, cookie_value: &str, presented: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    token_for(secret, cookie_value).is_some_and(|expected| {
+        expected.len() == presented.len() && bool::from(expected.as_bytes().ct_eq(presented))
+    })
 }
 
 impl Default for CsrfConfig {
@@ -31,6 +75,7 @@ impl Default for CsrfConfig {
         Self {
             enabled: true,
             trusted_origins: Vec::new(),
+            double_submit_secret: None,
         }
     }
 }
@@ -43,6 +88,39 @@ pub(crate) struct Refusal {
 }
 
 impl CsrfConfig {
+    /// Validates the settings.
+    pub(crate) fn validate(&self) -> Result<(), crate::Error> {
+        match &self.double_submit_secret {
+            Some(s) if s.0.len() < 32 => Err(crate::Error::config(
+                "csrf.double_submit_secret",
+                "must be at least 32 bytes",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The signed double-submit check for a request carrying the session cookie `cookie_value`.
+    pub(crate) fn check_token(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+        cookie_value: &str,
+    ) -> Result<(), Refusal> {
+        let Some(secret) = &self.double_submit_secret else {
+            return Ok(());
+        };
+        if !self.enabled || is_safe(method) {
+            return Ok(());
+        }
+        match headers.get(TOKEN_HEADER) {
+            Some(t) if token_matches(secret, cookie_value, t.as_bytes()) => Ok(()),
+            _ => Err(Refusal {
+                origin: None,
+                fetch_site: None,
+            }),
+        }
+    }
+
     /// Checks a request; `Err` when it must be refused.
     pub(crate) fn check(&self, method: &Method, headers: &HeaderMap) -> Result<(), Refusal> {
         if !self.enabled || is_safe(method) {
@@ -138,11 +216,23 @@ mod tests {
     fn fetch_metadata_decides_first() {
         let c = CsrfConfig::default();
         let post = Method::POST;
-        assert!(c.check(&post, &h(&[("sec-fetch-site", "same-origin")])).is_ok());
+        assert!(
+            c.check(&post, &h(&[("sec-fetch-site", "same-origin")]))
+                .is_ok()
+        );
         assert!(c.check(&post, &h(&[("sec-fetch-site", "none")])).is_ok());
-        assert!(c.check(&post, &h(&[("sec-fetch-site", "cross-site")])).is_err());
-        assert!(c.check(&post, &h(&[("sec-fetch-site", "same-site")])).is_err());
-        assert!(c.check(&Method::GET, &h(&[("sec-fetch-site", "cross-site")])).is_ok());
+        assert!(
+            c.check(&post, &h(&[("sec-fetch-site", "cross-site")]))
+                .is_err()
+        );
+        assert!(
+            c.check(&post, &h(&[("sec-fetch-site", "same-site")]))
+                .is_err()
+        );
+        assert!(
+            c.check(&Method::GET, &h(&[("sec-fetch-site", "cross-site")]))
+                .is_ok()
+        );
     }
 
     #[test]
@@ -150,17 +240,35 @@ mod tests {
         let c = CsrfConfig::default();
         let post = Method::POST;
         assert!(
-            c.check(&post, &h(&[("origin", "http://localhost:3000"), ("host", "localhost:3000")]))
-                .is_ok()
+            c.check(
+                &post,
+                &h(&[
+                    ("origin", "http://localhost:3000"),
+                    ("host", "localhost:3000")
+                ])
+            )
+            .is_ok()
         );
         assert!(
-            c.check(&post, &h(&[("origin", "http://127.0.0.1:3000"), ("host", "localhost:3000")]))
+            c.check(
+                &post,
+                &h(&[
+                    ("origin", "http://127.0.0.1:3000"),
+                    ("host", "localhost:3000")
+                ])
+            )
+            .is_err()
+        );
+        assert!(
+            c.check(&post, &h(&[("origin", "null"), ("host", "localhost")]))
                 .is_err()
         );
-        assert!(c.check(&post, &h(&[("origin", "null"), ("host", "localhost")])).is_err());
         assert!(
-            c.check(&post, &h(&[("origin", "https://example.com"), ("host", "example.com")]))
-                .is_ok()
+            c.check(
+                &post,
+                &h(&[("origin", "https://example.com"), ("host", "example.com")])
+            )
+            .is_ok()
         );
         assert!(c.check(&post, &h(&[("host", "example.com")])).is_ok());
     }

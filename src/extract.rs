@@ -26,12 +26,7 @@
 //!     .route("/logout", post(logout));
 //! ```
 
-use std::{
-    marker::PhantomData,
-    net::SocketAddr,
-    sync::Arc,
-    time::Duration,
-};
+use std::{marker::PhantomData, net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::extract::ConnectInfo;
 use axum_core::{
@@ -306,6 +301,19 @@ impl Auth {
     /// Client facts recorded with new sessions.
     pub fn client(&self) -> &ClientMeta {
         &self.meta
+    }
+
+    /// The signed double-submit CSRF token for this request's session cookie, to send back in the
+    /// `X-CSRF-Token` header (see [`csrf`](crate::csrf)). `None` when the feature is off or the
+    /// request carries no session cookie. After a login or rotation, ask the next request.
+    pub fn csrf_token(&self) -> Option<String> {
+        let secret = self.ctx.shared.csrf.double_submit_secret.as_ref()?;
+        match &self.ctx.found.credential {
+            Some(Ok(l)) if l.source == crate::strategy::CredentialSource::Cookie => {
+                crate::csrf::token_for(secret, l.value())
+            }
+            _ => None,
+        }
     }
 
     /// Logs `spec` in with a fresh session (never reusing a presented ID). A valid session the

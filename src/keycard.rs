@@ -193,6 +193,7 @@ impl KeycardBuilder {
             ..TransportSettings::default()
         });
         validate_transport(&transport)?;
+        self.csrf.validate()?;
         let challenge = if transport.read_bearer {
             Challenge::Bearer
         } else {

@@ -297,7 +297,18 @@ where
             found.credential,
             Some(Ok(ref l)) if l.source == CredentialSource::Bearer
         );
-        if !bearer && let Err(refusal) = shared.csrf.check(req.method(), req.headers()) {
+        let csrf = shared
+            .csrf
+            .check(req.method(), req.headers())
+            .and_then(|()| match &found.credential {
+                Some(Ok(l)) if l.source == CredentialSource::Cookie => {
+                    shared
+                        .csrf
+                        .check_token(req.method(), req.headers(), l.value())
+                }
+                _ => Ok(()),
+            });
+        if !bearer && let Err(refusal) = csrf {
             shared.events.emit(SecurityEvent::CsrfRejected {
                 origin: refusal.origin,
                 fetch_site: refusal.fetch_site,

@@ -1353,6 +1353,7 @@ mod hybrid_specific {
                 let sink = sink.clone();
                 async move { sink.lock().unwrap().push(e) }
             })),
+            ..keycard::config::Runtime::default()
         };
         let keycard = Keycard::from_config_with(&config, runtime).await.unwrap();
         let h = Harness::start(
