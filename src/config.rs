@@ -482,6 +482,13 @@ async fn token_strategy(
         .jwt
         .as_ref()
         .ok_or_else(|| Error::config("jwt", "the jwt section is required for this strategy"))?;
+    if config.session.max_sessions.is_some() {
+        // Refused rather than silently ignored: refresh families are not limited (yet).
+        return Err(Error::config(
+            "session.max_sessions",
+            "applies to the database and redis strategies only",
+        ));
+    }
     let (refresh, revocation): (Arc<dyn RefreshStore>, Arc<dyn RevocationStore>) = {
         #[cfg(feature = "redis")]
         let redis = config.redis.is_some();
@@ -520,6 +527,7 @@ async fn token_strategy(
         .events(events)
         .clock(clock)
         .kind(config.strategy)
+        .store_timeout(config.session.store_timeout)
         .build()?;
     strategy.ready().await?;
     Ok(builder.jwt(strategy))

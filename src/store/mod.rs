@@ -20,6 +20,7 @@ use serde_json::{Map, Value};
 use crate::{error::BoxError, token::TokenHash};
 
 pub mod memory;
+pub mod timeout;
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(feature = "_sql")]

@@ -59,7 +59,7 @@ use crate::{
     revocation::{self, Check, FAMILY_PREFIX, Mirror},
     store::{
         MemoryStore, RefreshRecord, RefreshStore, Revocation, RevocationStore, RotateOutcome,
-        RotateRequest,
+        RotateRequest, timeout::Timed,
     },
     token::{OpaqueToken, random_id},
 };
@@ -175,6 +175,7 @@ pub struct JwtStrategyBuilder {
     events: Events,
     clock: Arc<dyn Clock>,
     kind: StrategyKind,
+    store_timeout: Duration,
 }
 
 impl fmt::Debug for JwtStrategyBuilder {
@@ -224,6 +225,12 @@ impl JwtStrategyBuilder {
     /// [`SessionStrategy::verify_live`].
     pub fn kind(mut self, kind: StrategyKind) -> Self {
         self.kind = kind;
+        self
+    }
+
+    /// Store calls slower than this fail with 503 (fail closed). Default 2 seconds.
+    pub fn store_timeout(mut self, timeout: Duration) -> Self {
+        self.store_timeout = timeout;
         self
     }
 
@@ -388,6 +395,13 @@ impl JwtStrategyBuilder {
                 )
             }
         };
+        if self.store_timeout.is_zero() {
+            return Err(Error::config("session.store_timeout", "must be positive"));
+        }
+        let refresh_store: Arc<dyn RefreshStore> =
+            Arc::new(Timed::new(refresh_store, self.store_timeout));
+        let revocations: Arc<dyn RevocationStore> =
+            Arc::new(Timed::new(revocations, self.store_timeout));
 
         let leeway_ms = ms(c.leeway);
         let max_ttl_secs = i64::try_from(max_lifetime.as_secs()).unwrap_or(i64::MAX);
@@ -485,6 +499,7 @@ impl JwtStrategy {
             events: Events::default(),
             clock: Arc::new(SystemClock),
             kind: StrategyKind::Jwt,
+            store_timeout: Duration::from_secs(2),
         }
     }
 
