@@ -23,7 +23,9 @@ pub mod jwt;
 
 pub use config::KeycardConfig;
 pub use error::{Error, ErrorKind, Result};
-pub use extract::{Auth, FiveMinutes, HighRisk, ListedSession, MaxAuthAge, Rejection, RequireRole, Role};
+pub use extract::{
+    Auth, FiveMinutes, HighRisk, ListedSession, MaxAuthAge, Rejection, RequireRole, Role,
+};
 pub use keycard::{Keycard, KeycardBuilder};
 pub use layer::{ResponseFuture, SessionLayer, SessionService};
 pub use principal::{Principal, PrincipalSpec, SessionRef};

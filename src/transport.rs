@@ -300,11 +300,21 @@ mod tests {
     #[test]
     fn bearer_parsing_follows_rfc6750() {
         let ok = |v: &str| parse_bearer(v.as_bytes()).unwrap().unwrap();
-        assert_eq!(&"Bearer abc.def-ghi"[ok("Bearer abc.def-ghi")], "abc.def-ghi");
+        assert_eq!(
+            &"Bearer abc.def-ghi"[ok("Bearer abc.def-ghi")],
+            "abc.def-ghi"
+        );
         assert_eq!(&"bEaReR   tok=="[ok("bEaReR   tok==")], "tok==");
         assert!(parse_bearer(b"Basic dXNlcjpwYXNz").is_none());
         assert!(parse_bearer(b"Bearerish x").is_none());
-        for bad in ["Bearer", "Bearer ", "Bearer a b", "Bearer a=b", "Bearer\ttok", "Bearer ;"] {
+        for bad in [
+            "Bearer",
+            "Bearer ",
+            "Bearer a b",
+            "Bearer a=b",
+            "Bearer\ttok",
+            "Bearer ;",
+        ] {
             assert_eq!(
                 parse_bearer(bad.as_bytes()),
                 Some(Err(ErrorKind::MalformedRequest)),
@@ -318,7 +328,11 @@ mod tests {
         let s = TransportSettings::default();
         let f = read(&s, &headers(&[("cookie", "a=1; __Host-keycard=tok; b=2")])).unwrap();
         assert_eq!(cookie_value(&f), Some(Ok("tok".into())));
-        for other in ["__host-keycard=tok", "__Host-keycard%20=tok", "%5F_Host-keycard=tok"] {
+        for other in [
+            "__host-keycard=tok",
+            "__Host-keycard%20=tok",
+            "%5F_Host-keycard=tok",
+        ] {
             let f = read(&s, &headers(&[("cookie", other)])).unwrap();
             assert!(f.credential.is_none(), "{other}");
         }
@@ -327,11 +341,18 @@ mod tests {
     #[test]
     fn duplicate_session_cookies_are_rejected() {
         let s = TransportSettings::default();
-        let f = read(&s, &headers(&[("cookie", "__Host-keycard=a; __Host-keycard=b")])).unwrap();
+        let f = read(
+            &s,
+            &headers(&[("cookie", "__Host-keycard=a; __Host-keycard=b")]),
+        )
+        .unwrap();
         assert_eq!(cookie_value(&f), Some(Err(ErrorKind::InvalidCredential)));
         let f = read(
             &s,
-            &headers(&[("cookie", "__Host-keycard=a"), ("cookie", "__Host-keycard=a")]),
+            &headers(&[
+                ("cookie", "__Host-keycard=a"),
+                ("cookie", "__Host-keycard=a"),
+            ]),
         )
         .unwrap();
         assert_eq!(cookie_value(&f), Some(Err(ErrorKind::InvalidCredential)));
@@ -340,12 +361,18 @@ mod tests {
     #[test]
     fn limits_are_enforced_before_decoding() {
         let s = TransportSettings::default();
-        let many = (0..300).map(|i| format!("c{i}=v")).collect::<Vec<_>>().join("; ");
+        let many = (0..300)
+            .map(|i| format!("c{i}=v"))
+            .collect::<Vec<_>>()
+            .join("; ");
         let err = read(&s, &headers(&[("cookie", &many)])).err().unwrap();
         assert_eq!(err.kind(), ErrorKind::TooLarge);
         let big = format!("__Host-keycard={}", "a".repeat(5000));
         assert_eq!(
-            read(&s, &headers(&[("cookie", &big)])).err().unwrap().kind(),
+            read(&s, &headers(&[("cookie", &big)]))
+                .err()
+                .unwrap()
+                .kind(),
             ErrorKind::TooLarge
         );
         let bearer = TransportSettings {
@@ -370,13 +397,19 @@ mod tests {
         };
         let f = read(
             &s,
-            &headers(&[("authorization", "Bearer abc"), ("cookie", "__Host-keycard=x")]),
+            &headers(&[
+                ("authorization", "Bearer abc"),
+                ("cookie", "__Host-keycard=x"),
+            ]),
         )
         .unwrap();
         assert_eq!(cookie_value(&f), Some(Err(ErrorKind::MalformedRequest)));
         let f = read(
             &s,
-            &headers(&[("authorization", "Bearer abc"), ("authorization", "Bearer abc")]),
+            &headers(&[
+                ("authorization", "Bearer abc"),
+                ("authorization", "Bearer abc"),
+            ]),
         )
         .unwrap();
         assert_eq!(cookie_value(&f), Some(Err(ErrorKind::MalformedRequest)));
@@ -385,8 +418,14 @@ mod tests {
     #[test]
     fn cookies_carry_secure_defaults() {
         let s = TransportSettings::default();
-        let v = set_cookie(&s, "__Host-keycard", "tok", "/", Some(Duration::from_secs(60)))
-            .unwrap();
+        let v = set_cookie(
+            &s,
+            "__Host-keycard",
+            "tok",
+            "/",
+            Some(Duration::from_secs(60)),
+        )
+        .unwrap();
         let v = v.to_str().unwrap();
         for attr in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/", "Max-Age=60"] {
             assert!(v.contains(attr), "{v} lacks {attr}");

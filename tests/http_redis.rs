@@ -22,7 +22,11 @@ fn options() -> RedisOptions {
 
 async fn single() -> Arc<dyn SessionStore> {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    Arc::new(RedisStore::connect_with(&url, options()).await.expect("redis"))
+    Arc::new(
+        RedisStore::connect_with(&url, options())
+            .await
+            .expect("redis"),
+    )
 }
 
 async fn cluster() -> Arc<dyn SessionStore> {

@@ -390,7 +390,11 @@ async fn rotate_after_a_privilege_change() {
 
     // Step-up: re-authenticated now.
     h.clock.advance(Duration::from_secs(30));
-    let stepped = h.strategy.rotate(&q, None, Some(&ClientMeta::default())).await.unwrap();
+    let stepped = h
+        .strategy
+        .rotate(&q, None, Some(&ClientMeta::default()))
+        .await
+        .unwrap();
     assert!(stepped.principal.authenticated_at() > q.authenticated_at());
     h.log
         .wait_for(|e| matches!(e, SecurityEvent::StepUp { .. }))

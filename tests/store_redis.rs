@@ -230,4 +230,3 @@ async fn wait_without_replicas_reports_unavailable() {
     assert_eq!(err.kind(), StoreErrorKind::Unavailable);
     assert!(err.to_string().contains("unavailable"));
 }
-

@@ -20,11 +20,11 @@ use serde_json::{Map, Value};
 use crate::{error::BoxError, token::TokenHash};
 
 pub mod memory;
-pub mod timeout;
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(feature = "_sql")]
 pub mod sql;
+pub mod timeout;
 
 pub use memory::MemoryStore;
 

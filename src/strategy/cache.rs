@@ -117,8 +117,13 @@ impl SessionCache {
     }
 
     fn check(&self, principal: &Principal, created_ms: i64, now_ms: i64) -> Check {
-        self.mirror
-            .check(principal.subject(), "", &principal.session().id, created_ms, now_ms)
+        self.mirror.check(
+            principal.subject(),
+            "",
+            &principal.session().id,
+            created_ms,
+            now_ms,
+        )
     }
 
     /// A live cached principal, or `None` to ask the store.

@@ -28,9 +28,9 @@ use crate::{
     token::OpaqueToken,
 };
 
+pub mod cache;
 #[cfg(feature = "jwt")]
 pub mod jwt;
-pub mod cache;
 pub mod server;
 
 #[cfg(feature = "jwt")]
@@ -200,11 +200,9 @@ impl Future for AuthFuture<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match &mut self.get_mut().inner {
-            AuthFutureInner::Ready(outcome) => Poll::Ready(
-                outcome
-                    .take()
-                    .expect("AuthFuture polled after completion"),
-            ),
+            AuthFutureInner::Ready(outcome) => {
+                Poll::Ready(outcome.take().expect("AuthFuture polled after completion"))
+            }
             AuthFutureInner::Boxed(fut) => fut.as_mut().poll(cx),
         }
     }
