@@ -4,7 +4,7 @@
 #![cfg(feature = "redis")]
 
 mod http_suite;
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod redis_support;
 
 use std::sync::Arc;

@@ -191,7 +191,7 @@ async fn capacity_bounds_the_cache() {
 }
 
 #[cfg(feature = "redis")]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod redis_support;
 
 #[cfg(feature = "redis")]

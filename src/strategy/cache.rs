@@ -7,7 +7,7 @@
 //! # Invalidation
 //! Every revoking operation (logout, revoke, rotation, log out everywhere, eviction at the session
 //! limit) removes the entry locally at once and is published through a
-//! [`RevocationStore`](crate::store::RevocationStore): a denylist entry for one session, an epoch
+//! [`RevocationStore`]: a denylist entry for one session, an epoch
 //! for a subject. Every instance keeps an in-process mirror of those revocations, fed by the
 //! store's push channel (Redis pub/sub, PostgreSQL `LISTEN/NOTIFY`, the in-memory store's
 //! broadcast) or, without one, by polling every [`CacheSettings::poll_interval`]. A hit is served
