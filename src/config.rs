@@ -254,8 +254,8 @@ impl Default for LimitsConfig {
     }
 }
 
-/// SQL store settings.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+/// SQL store settings. `Debug` hides the URL's password.
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// `sqlite://path.db`, `postgres://…` or `mysql://…`. Required.
@@ -276,8 +276,9 @@ fn yes() -> bool {
     true
 }
 
-/// Redis store settings: `url` for one node, or `cluster_urls` for a Redis Cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
+/// Redis store settings: `url` for one node, or `cluster_urls` for a Redis Cluster. `Debug`
+/// hides URL passwords.
+#[derive(Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
     /// A single node, e.g. `redis://127.0.0.1:6379`.
@@ -286,6 +287,54 @@ pub struct RedisConfig {
     pub cluster_urls: Vec<String>,
     /// Prefix of every key. Default `keycard`.
     pub key_prefix: Option<String>,
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &redact_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .field("migrate", &self.migrate)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &self.url.as_deref().map(redact_url))
+            .field(
+                "cluster_urls",
+                &self
+                    .cluster_urls
+                    .iter()
+                    .map(|u| redact_url(u))
+                    .collect::<Vec<_>>(),
+            )
+            .field("key_prefix", &self.key_prefix)
+            .finish()
+    }
+}
+
+/// `scheme://user:password@host/…` with the password replaced by `[redacted]`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            let hidden = if userinfo.contains(':') {
+                ":[redacted]"
+            } else {
+                ""
+            };
+            format!("{scheme}://{user}{hidden}@{host}{tail}")
+        }
+        None => url.to_owned(),
+    }
 }
 
 /// What `from_config` needs besides the config: an event hook and a clock.
@@ -550,6 +599,25 @@ async fn token_strategy(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_print_without_passwords() {
+        assert_eq!(
+            redact_url("postgres://kc:hunter2@db:5432/kc?sslmode=require"),
+            "postgres://kc:[redacted]@db:5432/kc?sslmode=require"
+        );
+        assert_eq!(
+            redact_url("redis://:pw@127.0.0.1:6379"),
+            "redis://:[redacted]@127.0.0.1:6379"
+        );
+        assert_eq!(redact_url("sqlite://keycard.db"), "sqlite://keycard.db");
+        let db = DatabaseConfig {
+            url: "mysql://root:s3cret@h/test".into(),
+            max_connections: 1,
+            migrate: true,
+        };
+        assert!(!format!("{db:?}").contains("s3cret"));
+    }
 
     #[test]
     fn parses_durations_and_names_bad_fields() {
