@@ -71,21 +71,38 @@ impl Captured {
     }
 }
 
-/// Installs a TRACE subscriber for every target on this thread (the tests run on a
-/// current-thread runtime, so spawned tasks log here too), with span lifecycle events so that
-/// span fields are written even when no event fires inside them.
-fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_span_events(FmtSpan::FULL)
-        .with_target(true)
-        .with_writer(move || writer.clone())
-        .finish();
-    (captured, tracing::subscriber::set_default(subscriber))
+/// Captures everything logged at TRACE level for every target, with span lifecycle events so
+/// that span fields are written even when no event fires inside them.
+///
+/// One global subscriber serves the whole test binary (scoped subscribers interact badly with
+/// `tracing`'s per-callsite interest cache across threads), and the capturing tests run one at
+/// a time, each starting from an empty buffer.
+fn capture() -> (Captured, CaptureGuard) {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    static GLOBAL: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let captured = GLOBAL
+        .get_or_init(|| {
+            let captured = Captured::default();
+            let writer = captured.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::TRACE)
+                .with_ansi(false)
+                .with_span_events(FmtSpan::FULL)
+                .with_target(true)
+                .with_writer(move || writer.clone())
+                .finish();
+            tracing::subscriber::set_global_default(subscriber)
+                .expect("no other global subscriber in this test binary");
+            captured
+        })
+        .clone();
+    captured.0.lock().clear();
+    (captured, CaptureGuard(serial))
 }
+
+/// Keeps the other capturing tests of this file waiting.
+struct CaptureGuard(#[allow(dead_code)] std::sync::MutexGuard<'static, ()>);
 
 /// Secrets seen by clients, and the parts of them that must not leak either.
 #[derive(Default)]

@@ -148,3 +148,39 @@ impl TokenCache {
         self.map.read().len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jwt::claims::{Validation, validate};
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    #[test]
+    fn tokens_sharing_the_hashed_tail_are_still_distinct() {
+        let v = Validation {
+            issuer: "i".into(),
+            audience: "a".into(),
+            leeway_ms: 0,
+            max_ttl_secs: 600,
+        };
+        let verified = validate(
+            r#"{"iss":"i","sub":"alice","aud":"a","exp":1800000300,"iat":1800000000,"jti":"j"}"#,
+            &v,
+            NOW,
+        )
+        .unwrap();
+        let tail = "x".repeat(HASHED_TAIL * 2);
+        let (first, second) = (format!("aaa.{tail}"), format!("bbb.{tail}"));
+        let cache = TokenCache::new(8);
+        cache.insert(&first, &verified, 0, NOW, 0);
+        assert!(cache.get(&first, NOW, 0, 0).is_some());
+        assert!(cache.get(&second, NOW, 0, 0).is_none());
+        assert!(cache.get(&tail, NOW, 0, 0).is_none());
+        cache.insert(&second, &verified, 0, NOW, 0);
+        assert_eq!(cache.len(), 2);
+        // Expiry and the key-ring generation still apply on a hit.
+        assert!(cache.get(&first, NOW + 301_000, 0, 0).is_none());
+        assert!(cache.get(&first, NOW, 0, 1).is_none());
+    }
+}

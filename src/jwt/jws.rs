@@ -191,3 +191,106 @@ pub(crate) fn sign(key: &JwtKey, claims: &IssueClaims<'_>) -> Result<String> {
     }
     Ok(token)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Map;
+
+    use super::*;
+    use crate::jwt::{Algorithm, keys::KeyRing};
+
+    const NOW_MS: i64 = 1_800_000_000_000;
+
+    fn validation() -> Validation {
+        Validation {
+            issuer: "iss".into(),
+            audience: "aud".into(),
+            leeway_ms: 0,
+            max_ttl_secs: 600,
+        }
+    }
+
+    fn sign_with(key: &JwtKey) -> String {
+        sign(
+            key,
+            &IssueClaims {
+                iss: "iss",
+                sub: "alice",
+                aud: "aud",
+                exp: NOW_MS / 1000 + 300,
+                iat: NOW_MS / 1000,
+                iat_ms: NOW_MS,
+                auth_time: NOW_MS / 1000,
+                jti: "j1",
+                sid: "s1",
+                roles: &[],
+                attributes: &Map::new(),
+            },
+        )
+        .unwrap()
+    }
+
+    /// `token` with its header replaced by `header` (JSON) and re-signed by `key`.
+    fn reheader(token: &str, key: &JwtKey, header: &str) -> String {
+        let claims = token.split('.').nth(1).unwrap();
+        let input = format!("{}.{claims}", URL_SAFE_NO_PAD.encode(header));
+        let sig = key.sign_raw(input.as_bytes()).unwrap();
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+    }
+
+    fn check(ring: &KeyRing, token: &str) -> std::result::Result<Verified, Failure> {
+        let keys = ring.snapshot();
+        verify(token, &validation(), NOW_MS, |q| match q.find(&keys) {
+            Some(k) => Lookup::Found(k.clone()),
+            None => Lookup::Unknown,
+        })
+    }
+
+    #[test]
+    fn own_header_fast_path_agrees_with_the_full_parse() {
+        let secret = |seed: u8| {
+            (0..32u8)
+                .map(|i| i.wrapping_mul(37) ^ seed)
+                .collect::<Vec<_>>()
+        };
+        let a = JwtKey::hmac("a", Algorithm::HS256, &secret(1)).unwrap();
+        let b = JwtKey::hmac("b", Algorithm::HS256, &secret(2)).unwrap();
+        let ring = KeyRing::new([a.clone(), b.clone()], Some("a")).unwrap();
+        let token = sign_with(&a);
+        // keycard's own header: recognised without parsing.
+        assert!(token.starts_with(a.header_b64()));
+        assert_eq!(
+            check(&ring, &token).ok().unwrap().principal.subject(),
+            "alice"
+        );
+        // The same header spelt differently goes through the parser and is accepted too.
+        let other = reheader(&token, &a, r#"{"typ":"at+jwt","kid":"a","alg":"HS256"}"#);
+        assert!(check(&ring, &other).is_ok());
+        // Key b's own header over a signature by a: refused (the header picks b).
+        let forged = reheader(
+            &token,
+            &a,
+            &String::from_utf8(b64url_dec(b.header_b64())).unwrap(),
+        );
+        assert!(matches!(check(&ring, &forged), Err(Failure::Error(_))));
+        // A parsed header is still held to every rule.
+        for bad in [
+            r#"{"typ":"at+jwt","kid":"a","alg":"HS384"}"#,
+            r#"{"typ":"JWT","kid":"a","alg":"HS256"}"#,
+            r#"{"typ":"at+jwt","kid":"a","alg":"HS256","crit":["x"]}"#,
+        ] {
+            assert!(check(&ring, &reheader(&token, &a, bad)).is_err(), "{bad}");
+        }
+        // An unknown kid is reported as such (a remote JWKS refetches on it).
+        let unknown = reheader(&token, &a, r#"{"typ":"at+jwt","kid":"c","alg":"HS256"}"#);
+        assert!(matches!(check(&ring, &unknown), Err(Failure::UnknownKid)));
+        // A retired key's own header no longer matches anything.
+        ring.set_signer("b").unwrap();
+        assert!(ring.retire("a").unwrap());
+        assert!(check(&ring, &token).is_err());
+    }
+
+    fn b64url_dec(s: &str) -> Vec<u8> {
+        URL_SAFE_NO_PAD.decode(s).unwrap()
+    }
+}

@@ -808,6 +808,18 @@ fn inserted(result: Result<u64, sqlx::Error>) -> StoreResult<bool> {
     }
 }
 
+/// Whether the database aborted a transaction to break a deadlock or a serialization conflict
+/// (SQLSTATE 40001, PostgreSQL's 40P01): safe to retry.
+fn is_serialization_failure(e: &StoreError) -> bool {
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<sqlx::Error>())
+        .and_then(|s| match s {
+            sqlx::Error::Database(db) => db.code(),
+            _ => None,
+        })
+        .is_some_and(|code| code == "40001" || code == "40P01")
+}
+
 fn db_error(e: sqlx::Error) -> StoreError {
     match e {
         sqlx::Error::PoolTimedOut => StoreError::new(StoreErrorKind::Timeout),
@@ -1028,32 +1040,14 @@ impl<'a> RefreshParams<'a> {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// SessionStore
-
-#[async_trait]
-impl SessionStore for SqlStore {
-    async fn create(
+impl SqlStore {
+    /// One attempt at a creation under a session limit, in one transaction.
+    async fn create_limited(
         &self,
         record: &SessionRecord,
-        limit: Option<SessionLimit>,
+        params: &SessionParams<'_>,
+        limit: SessionLimit,
     ) -> StoreResult<CreateOutcome> {
-        let params = SessionParams::new(record)?;
-        let Some(limit) = limit else {
-            return Ok(
-                if self
-                    .pool
-                    .insert(&self.sql.session_insert, &params.args())
-                    .await?
-                {
-                    CreateOutcome::Created {
-                        evicted: Vec::new(),
-                    }
-                } else {
-                    CreateOutcome::Collision
-                },
-            );
-        };
         let id = Arg::Bytes(record.id.as_bytes());
         let subject = Arg::Text(&record.subject);
         let mut tx = self.pool.begin().await?;
@@ -1092,6 +1086,48 @@ impl SessionStore for SqlStore {
         }
         tx.commit().await?;
         Ok(CreateOutcome::Created { evicted })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SessionStore
+
+#[async_trait]
+impl SessionStore for SqlStore {
+    async fn create(
+        &self,
+        record: &SessionRecord,
+        limit: Option<SessionLimit>,
+    ) -> StoreResult<CreateOutcome> {
+        let params = SessionParams::new(record)?;
+        let Some(limit) = limit else {
+            return Ok(
+                if self
+                    .pool
+                    .insert(&self.sql.session_insert, &params.args())
+                    .await?
+                {
+                    CreateOutcome::Created {
+                        evicted: Vec::new(),
+                    }
+                } else {
+                    CreateOutcome::Collision
+                },
+            );
+        };
+        // Concurrent first logins of one subject can deadlock on its lock row (InnoDB takes
+        // shared locks on a duplicate key before the exclusive one); the database then aborts one
+        // transaction, which is retried: nothing of it was written.
+        let mut attempt = 0;
+        loop {
+            match self.create_limited(record, &params, limit).await {
+                Err(e) if attempt < 8 && is_serialization_failure(&e) => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(2 * attempt)).await;
+                }
+                outcome => return outcome,
+            }
+        }
     }
 
     async fn load(&self, id: &TokenHash, now: SystemTime) -> StoreResult<Option<SessionRecord>> {

@@ -468,6 +468,8 @@ pub async fn session_limit_evicts_oldest_under_concurrency(store: Arc<dyn Sessio
     });
     let f = fixture(store, s);
     let first = login(&f.app, &f.user, &[], None).await;
+    // The first session is strictly the oldest.
+    f.clock.advance(Duration::from_millis(5));
     let mut tasks = Vec::new();
     for _ in 0..12 {
         let app = f.app.clone();
