@@ -134,3 +134,95 @@ mod faults {
         assert!(ok, "recovers without a restart");
     }
 }
+
+/// A refresh interrupted between consuming the old token and storing the new one (the database
+/// stalls mid-rotation and the call times out) leaves either the old token valid or the family
+/// dead — never both tokens valid.
+#[cfg(all(feature = "postgres", feature = "jwt"))]
+mod interrupted_refresh {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::fault_proxy::FaultProxy;
+    use keycard::{
+        ErrorKind, Principal, SessionStrategy,
+        jwt::{JwtConfig, JwtStrategy},
+        store::RefreshStore,
+        strategy::ClientMeta,
+    };
+
+    #[tokio::test]
+    async fn old_token_valid_or_family_dead() {
+        let url = pg_url();
+        let hostport = url
+            .split('@')
+            .nth(1)
+            .and_then(|r| r.split('/').next())
+            .unwrap();
+        let upstream = std::net::ToSocketAddrs::to_socket_addrs(hostport)
+            .unwrap()
+            .next()
+            .unwrap();
+        let proxy = FaultProxy::start(upstream).await;
+        let (head, rest) = url.split_once('@').unwrap();
+        let path = rest.split_once('/').map_or("", |(_, p)| p);
+        let proxied = format!("{head}@{}/{path}", proxy.addr);
+        let store = Arc::new(
+            SqlStore::connect(&proxied, SqlOptions::default())
+                .await
+                .unwrap(),
+        );
+        let mut config = JwtConfig::new("https://issuer.test", "https://api.test");
+        config.ephemeral_key = true;
+        let strategy = JwtStrategy::builder(config)
+            .refresh_store(store.clone())
+            .revocation_store(store.clone())
+            .store_timeout(Duration::from_millis(300))
+            .build()
+            .unwrap();
+        strategy.ready().await.unwrap();
+        let subject = format!("interrupted-{}", keycard::token::random_id().unwrap());
+        let issued = strategy
+            .login(Principal::builder(&subject).build(), &ClientMeta::default())
+            .await
+            .unwrap();
+        let old = issued.refresh_token.unwrap();
+
+        proxy.stall();
+        let err = strategy
+            .refresh(old.expose_secret(), &ClientMeta::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::StoreUnavailable);
+        proxy.cut();
+        proxy.resume();
+
+        // Recovered: the old token either still works (the rotation rolled back) or is treated
+        // as spent, which kills the family (the rotation committed but its answer was lost).
+        let mut outcome = None;
+        for _ in 0..50 {
+            match strategy
+                .refresh(old.expose_secret(), &ClientMeta::default())
+                .await
+            {
+                Err(e) if e.kind() == ErrorKind::StoreUnavailable => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => {
+                    outcome = Some(other);
+                    break;
+                }
+            }
+        }
+        let families = RefreshStore::list(&*store, &subject, std::time::SystemTime::now())
+            .await
+            .unwrap();
+        match outcome.expect("the store came back") {
+            Ok(_) => assert_eq!(families.len(), 1, "the old token was still the head"),
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::InvalidGrant);
+                assert!(families.is_empty(), "both tokens dead");
+            }
+        }
+    }
+}
