@@ -96,6 +96,50 @@ mod faults {
     }
 
     #[tokio::test]
+    async fn exhausted_pool_is_503_within_the_timeout() {
+        let proxy = FaultProxy::start(upstream()).await;
+        let mut options = SqlOptions::default();
+        options.max_connections = 1;
+        let store: Arc<dyn SessionStore> = Arc::new(
+            SqlStore::connect(&proxied_url(&proxy), options)
+                .await
+                .unwrap(),
+        );
+        let f = http_suite::fixture(store, http_suite::settings());
+        let cookie = http_suite::login(&f.app, &f.user, &[], None).await;
+        // The one pooled connection hangs; every other request waits for the pool.
+        proxy.stall();
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let app = f.app.clone();
+            let cookie = cookie.clone();
+            tasks.push(tokio::spawn(async move {
+                http_suite::status(&app, http_suite::get_req("/me", Some(&cookie))).await
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), 503);
+        }
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(2),
+            "bounded by the store timeout, took {took:?}"
+        );
+        proxy.cut();
+        proxy.resume();
+        let mut ok = false;
+        for _ in 0..50 {
+            if http_suite::status(&f.app, http_suite::get_req("/me", Some(&cookie))).await == 200 {
+                ok = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(ok, "recovers without a restart");
+    }
+
+    #[tokio::test]
     async fn hung_then_recovered_database() {
         let proxy = FaultProxy::start(upstream()).await;
         let store = connect(&proxied_url(&proxy)).await;
