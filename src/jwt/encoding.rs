@@ -106,23 +106,6 @@ pub(crate) fn b64url_decode_into(input: &[u8], out: &mut [u8]) -> Option<usize> 
     let (body, tail) = input.split_at(input.len() - rem);
     let (out_body, out_tail) = out.split_at_mut(body.len() / 4 * 3);
     let v = |c: u8| u32::from(B64URL[usize::from(c)]);
-    // Eight characters (six bytes) per step, then the last group of four, if any.
-    let mut wide_in = body.chunks_exact(8);
-    let mut wide_out = out_body.chunks_exact_mut(6);
-    for (c, o) in (&mut wide_in).zip(&mut wide_out) {
-        let mut n = 0u64;
-        let mut bad = 0u32;
-        for &ch in c {
-            let x = v(ch);
-            bad |= x;
-            n = (n << 6) | u64::from(x);
-        }
-        if bad > 63 {
-            return None;
-        }
-        o.copy_from_slice(&n.to_be_bytes()[2..]);
-    }
-    let (body, out_body) = (wide_in.remainder(), wide_out.into_remainder());
     for (c, o) in body.chunks_exact(4).zip(out_body.chunks_exact_mut(3)) {
         let (a, b, c, d) = (v(c[0]), v(c[1]), v(c[2]), v(c[3]));
         if (a | b | c | d) > 63 {
@@ -275,7 +258,7 @@ mod tests {
         };
         let mut out = [0u8; 64];
         for round in 0..200_000 {
-            let len = (next() % 60) as usize;
+            let len = (next() % 40) as usize;
             let input: Vec<u8> = (0..len)
                 .map(|_| {
                     let r = next();

@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# Runs the criterion benches briefly and prints every performance ratio keycard promises, with its
+# limit, as a Markdown table (see README, "Performance").
+#
+#   scripts/bench-report.sh                     # run benches/jwt.rs and benches/session.rs, report
+#   scripts/bench-report.sh --no-run            # report from the results already on disk
+#   scripts/bench-report.sh -- --measurement-time 10   # other criterion arguments
+#
+# Ratios are of criterion medians (target/criterion/<group>/<function>/new/estimates.json) from
+# this run only: a result older than the run (a bench that failed or was skipped) is reported as
+# `missing`, never silently reused. The session bench needs PostgreSQL and Redis
+# (DATABASE_URL, REDIS_URL; defaults 127.0.0.1); without them its rows are `missing` and the JWT
+# rows are still reported.
+#
+# Exit status: 0 when every ratio holds, 1 when one fails or is missing, 2 on usage errors.
+# Needs: cargo, python3.
+
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+RUN=1
+CRITERION_ARGS=(--warm-up-time 1 --measurement-time 3)
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --no-run) RUN=0; shift ;;
+        --) shift; CRITERION_ARGS=("$@"); break ;;
+        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+command -v python3 >/dev/null || { echo "python3 is required" >&2; exit 2; }
+
+TARGET_DIR="$(cargo metadata --format-version 1 --no-deps 2>/dev/null |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])' 2>/dev/null)"
+TARGET_DIR="${TARGET_DIR:-$ROOT/target}"
+CRITERION_DIR="${CRITERION_HOME:-$TARGET_DIR/criterion}"
+
+STARTED=0
+STATUS_NOTES=()
+if [ "$RUN" = 1 ]; then
+    STARTED="$(date +%s)"
+    # One target at a time, so that a missing database only loses the session rows.
+    for bench in jwt session; do
+        echo ">> cargo bench --all-features --bench $bench -- ${CRITERION_ARGS[*]}" >&2
+        if ! cargo bench --all-features --bench "$bench" -- "${CRITERION_ARGS[@]}" >&2; then
+            STATUS_NOTES+=("\`cargo bench --bench $bench\` failed; see its output above.")
+        fi
+    done
+fi
+
+{
+    echo "Machine: $(nproc) CPU(s), $(grep -m1 '^model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//'),"\
+        "load average $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null); $(date -u '+%Y-%m-%d %H:%M UTC');"\
+        "$(rustc --version 2>/dev/null); commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    echo "Criterion: ${CRITERION_ARGS[*]}"
+    echo
+} 
+
+for note in "${STATUS_NOTES[@]+"${STATUS_NOTES[@]}"}"; do
+    echo "Note: $note"
+    echo
+done
+
+CRITERION_DIR="$CRITERION_DIR" STARTED="$STARTED" python3 - <<'PY'
+import json, os, sys
+
+root = os.environ["CRITERION_DIR"]
+started = int(os.environ["STARTED"])
+
+def median(group, function):
+    """The median point estimate (ns) of group/function from this run, or None."""
+    path = os.path.join(root, group, function, "new", "estimates.json")
+    try:
+        if os.path.getmtime(path) < started:
+            return None
+        with open(path) as f:
+            return float(json.load(f)["median"]["point_estimate"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+def fmt_ns(ns):
+    if ns is None:
+        return "missing"
+    if ns >= 1e6:
+        return f"{ns / 1e6:.2f} ms"
+    if ns >= 1e3:
+        return f"{ns / 1e3:.2f} µs"
+    return f"{ns:.0f} ns"
+
+ALGS = ["hs256", "es256", "eddsa", "rs256"]
+FLOOR_LIMIT = {"hs256": 1.6, "es256": 1.03, "eddsa": 1.03, "rs256": 1.08}
+STORES = ["redis", "postgres", "sqlite"]
+
+# (label, group, numerator, denominator, limit, strict): pass when num/den <= limit
+# (num/den < limit when strict).
+rows = []
+for alg in ALGS:
+    rows.append((f"cold_{alg} / floor_{alg}", "jwt", f"cold_{alg}", f"floor_{alg}",
+                 FLOOR_LIMIT[alg], False))
+for alg in ALGS:
+    rows.append((f"cold_{alg} / jsonwebtoken_{alg}", "jwt", f"cold_{alg}",
+                 f"jsonwebtoken_{alg}", 1.0, True))
+for alg in ALGS:
+    rows.append((f"warm_{alg} / bare_router", "jwt", f"warm_{alg}", "bare_router", 2.0, False))
+for store in STORES:
+    rows.append((f"{store} / floor_{store}", "session", store, f"floor_{store}", 1.10, False))
+for store in STORES:
+    rows.append((f"{store}_cached / bare_router", "session", f"{store}_cached", "bare_router",
+                 2.0, False))
+rows.append(("memory / tower_sessions_memory", "session", "memory", "tower_sessions_memory",
+             1.0, False))
+
+failed = 0
+print("| ratio | value | limit | result |")
+print("|---|---:|---:|---|")
+for label, group, num, den, limit, strict in rows:
+    a, b = median(group, num), median(group, den)
+    op = "<" if strict else "≤"
+    if a is None or b is None:
+        missing = " and ".join(f"`{group}/{f}`" for f, v in ((num, a), (den, b)) if v is None)
+        print(f"| {group}: {label} | missing | {op} {limit:.2f} | missing ({missing}) |")
+        failed += 1
+        continue
+    ratio = a / b
+    ok = ratio < limit if strict else ratio <= limit
+    failed += not ok
+    print(f"| {group}: {label} | {ratio:.3f} | {op} {limit:.2f} | {'pass' if ok else 'FAIL'} |")
+
+print()
+print("| function | median |")
+print("|---|---:|")
+functions = {"jwt": ["bare_router"] + [f"{k}_{alg}" for alg in ALGS
+                                       for k in ("floor", "jsonwebtoken", "cold", "warm")],
+             "session": ["bare_router", "memory", "tower_sessions_memory"]
+                        + [f for s in STORES for f in (f"floor_{s}", s, f"{s}_cached")]}
+for group, names in functions.items():
+    for name in names:
+        print(f"| {group}/{name} | {fmt_ns(median(group, name))} |")
+
+sys.exit(1 if failed else 0)
+PY
