@@ -8,6 +8,7 @@ pub mod csrf;
 pub mod error;
 pub mod events;
 mod extract;
+pub mod handlers;
 mod keycard;
 pub mod layer;
 pub mod policy;
