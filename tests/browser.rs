@@ -81,6 +81,9 @@ async fn connect(driver: &ChromeDriver) -> Result<Client> {
     let Value::Object(capabilities) = capabilities else {
         unreachable!()
     };
+    // Two rustls crypto providers are in this test's dependency graph (aws-lc-rs through
+    // fantoccini, ring through reqwest): name the process default explicitly.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     ClientBuilder::rustls()
         .context("WebDriver client (loads the system's root certificates)")?
         .capabilities(capabilities)
