@@ -270,3 +270,69 @@ mod interrupted_refresh {
         }
     }
 }
+
+/// MySQL/MariaDB behind the stalling proxy: down at start, hung mid-run, back again.
+#[cfg(feature = "mysql")]
+mod mysql_faults {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::fault_proxy::FaultProxy;
+    use keycard::{ErrorKind, Keycard, KeycardConfig, StrategyKind, config::DatabaseConfig};
+
+    fn split(url: &str) -> (&str, &str, &str) {
+        let (head, rest) = url.split_once('@').unwrap();
+        let (hostport, path) = rest.split_once('/').unwrap_or((rest, ""));
+        (head, hostport, path)
+    }
+
+    #[tokio::test]
+    async fn unreachable_at_start_is_a_clear_error() {
+        let dead = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut config = KeycardConfig::new(StrategyKind::Database);
+        config.database = Some(DatabaseConfig {
+            url: format!("mysql://root@{dead}/test"),
+            max_connections: 2,
+            migrate: true,
+        });
+        let err = Keycard::from_config(&config).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::StoreUnavailable, "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn hung_then_recovered_database() {
+        let url = mysql_url();
+        let (head, hostport, path) = split(&url);
+        let upstream = std::net::ToSocketAddrs::to_socket_addrs(hostport)
+            .unwrap()
+            .next()
+            .unwrap();
+        let proxy = FaultProxy::start(upstream).await;
+        let store = connect(&format!("{head}@{}/{path}", proxy.addr)).await;
+        let f = http_suite::fixture(store, http_suite::settings());
+        let cookie = http_suite::login(&f.app, &f.user, &[], None).await;
+        proxy.stall();
+        let started = Instant::now();
+        assert_eq!(
+            http_suite::status(&f.app, http_suite::get_req("/me", Some(&cookie))).await,
+            503
+        );
+        assert!(started.elapsed() < Duration::from_secs(2));
+        proxy.cut();
+        proxy.resume();
+        let mut ok = false;
+        for _ in 0..50 {
+            let s = http_suite::status(&f.app, http_suite::get_req("/me", Some(&cookie))).await;
+            assert!(s == 200 || s == 503, "only 200 or 503, got {s}");
+            if s == 200 {
+                ok = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(ok, "recovers without a restart");
+    }
+}
