@@ -40,6 +40,7 @@ CRITERION_DIR="${CRITERION_HOME:-$TARGET_DIR/criterion}"
 
 STARTED=0
 STATUS_NOTES=()
+LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)"
 if [ "$RUN" = 1 ]; then
     STARTED="$(date +%s)"
     # One target at a time, so that a missing database only loses the session rows.
@@ -53,11 +54,12 @@ fi
 
 {
     echo "Machine: $(nproc) CPU(s), $(grep -m1 '^model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//'),"\
-        "load average $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null); $(date -u '+%Y-%m-%d %H:%M UTC');"\
+        "load average $LOAD_START before, $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null) after;"\
+        "$(date -u '+%Y-%m-%d %H:%M UTC');"\
         "$(rustc --version 2>/dev/null); commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
     echo "Criterion: ${CRITERION_ARGS[*]}"
     echo
-} 
+}
 
 for note in "${STATUS_NOTES[@]+"${STATUS_NOTES[@]}"}"; do
     echo "Note: $note"

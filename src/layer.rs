@@ -31,7 +31,6 @@ use axum_core::response::{IntoResponse, Response};
 use http::{HeaderValue, Request, header};
 use parking_lot::Mutex;
 use pin_project_lite::pin_project;
-use tokio::sync::OnceCell;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -124,7 +123,10 @@ pub(crate) struct RequestContext {
     pub(crate) found: Found,
     /// The peer address, when the server provides `ConnectInfo`.
     client_ip: Option<std::net::IpAddr>,
-    resolved: OnceCell<Result<Principal, ErrorKind>>,
+    /// The outcome, once resolved. Extractors of one request run one after another, so a plain
+    /// lock suffices (no async once-cell and its semaphore on the hot path); were two resolutions
+    /// ever to race, both would ask the strategy and the first answer is kept.
+    resolved: Mutex<Option<Result<Principal, ErrorKind>>>,
     pending: Mutex<Pending>,
 }
 
@@ -132,7 +134,7 @@ impl fmt::Debug for RequestContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RequestContext")
             .field("has_credential", &self.found.credential.is_some())
-            .field("resolved", &self.resolved.initialized())
+            .field("resolved", &self.resolved.lock().is_some())
             .finish()
     }
 }
@@ -145,13 +147,14 @@ impl RequestContext {
 
     /// Resolves the principal once per request.
     pub(crate) async fn resolve(&self) -> Result<Principal, ErrorKind> {
-        self.resolved
-            .get_or_init(|| async {
-                let principal = self.authenticate().await?;
-                self.apply_client_policy(principal).await
-            })
-            .await
-            .clone()
+        if let Some(done) = &*self.resolved.lock() {
+            return done.clone();
+        }
+        let outcome = match self.authenticate().await {
+            Ok(principal) => self.apply_client_policy(principal).await,
+            Err(kind) => Err(kind),
+        };
+        self.resolved.lock().get_or_insert(outcome).clone()
     }
 
     /// Applies the [`ClientPolicy`](crate::policy::ClientPolicy), if any.
@@ -323,7 +326,7 @@ where
             shared: shared.clone(),
             found,
             client_ip,
-            resolved: OnceCell::new(),
+            resolved: Mutex::new(None),
             pending: Mutex::new(Pending::default()),
         });
         req.extensions_mut().insert(ctx.clone());

@@ -234,10 +234,28 @@ pub fn parse_bearer(value: &[u8]) -> Option<Result<Range<usize>, ErrorKind>> {
 fn is_b64token(token: &[u8]) -> bool {
     let body_len = token
         .iter()
-        .take_while(|&&b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+        .take_while(|&&b| B64TOKEN[usize::from(b)])
         .count();
     body_len > 0 && token[body_len..].iter().all(|&b| b == b'=')
 }
+
+/// The `b64token` body characters, as a lookup table (this runs over every Bearer token).
+const B64TOKEN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        table[i] = b.is_ascii_alphanumeric()
+            || b == b'-'
+            || b == b'.'
+            || b == b'_'
+            || b == b'~'
+            || b == b'+'
+            || b == b'/';
+        i += 1;
+    }
+    table
+};
 
 /// A cookie to send.
 pub(crate) fn set_cookie(
