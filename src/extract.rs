@@ -105,11 +105,10 @@ impl std::error::Error for Rejection {
     }
 }
 
-fn context(parts: &Parts) -> Result<Arc<RequestContext>, Rejection> {
+fn context(parts: &Parts) -> Result<&Arc<RequestContext>, Rejection> {
     parts
         .extensions
         .get::<Arc<RequestContext>>()
-        .cloned()
         .ok_or_else(|| Rejection::new(Error::new(ErrorKind::MissingLayer), None))
 }
 
@@ -253,7 +252,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Auth {
     type Rejection = Rejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let ctx = context(parts)?;
+        let ctx = context(parts)?.clone();
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)

@@ -23,7 +23,7 @@ use std::{
     fmt,
     future::Future,
     pin::Pin,
-    sync::Arc,
+    sync::{Arc, OnceLock},
     task::{Context, Poll},
 };
 
@@ -123,10 +123,10 @@ pub(crate) struct RequestContext {
     pub(crate) found: Found,
     /// The peer address, when the server provides `ConnectInfo`.
     client_ip: Option<std::net::IpAddr>,
-    /// The outcome, once resolved. Extractors of one request run one after another, so a plain
-    /// lock suffices (no async once-cell and its semaphore on the hot path); were two resolutions
-    /// ever to race, both would ask the strategy and the first answer is kept.
-    resolved: Mutex<Option<Result<Principal, ErrorKind>>>,
+    /// The outcome, once resolved. Extractors of one request run one after another, so a
+    /// once-cell without an async wait suffices (reading it is one atomic load); were two
+    /// resolutions ever to race, both would ask the strategy and the first answer is kept.
+    resolved: OnceLock<Result<Principal, ErrorKind>>,
     pending: Mutex<Pending>,
 }
 
@@ -134,7 +134,7 @@ impl fmt::Debug for RequestContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RequestContext")
             .field("has_credential", &self.found.credential.is_some())
-            .field("resolved", &self.resolved.lock().is_some())
+            .field("resolved", &self.resolved.get().is_some())
             .finish()
     }
 }
@@ -147,14 +147,14 @@ impl RequestContext {
 
     /// Resolves the principal once per request.
     pub(crate) async fn resolve(&self) -> Result<Principal, ErrorKind> {
-        if let Some(done) = &*self.resolved.lock() {
+        if let Some(done) = self.resolved.get() {
             return done.clone();
         }
         let outcome = match self.authenticate().await {
             Ok(principal) => self.apply_client_policy(principal).await,
             Err(kind) => Err(kind),
         };
-        self.resolved.lock().get_or_insert(outcome).clone()
+        self.resolved.get_or_init(|| outcome).clone()
     }
 
     /// Applies the [`ClientPolicy`](crate::policy::ClientPolicy), if any.
@@ -199,6 +199,10 @@ impl RequestContext {
                 .authenticate(located.credential())
                 .await
                 .map_err(|e| {
+                    if !located.is_well_formed() {
+                        // The deferred syntax check (see `transport::locate_bearer`).
+                        return ErrorKind::MalformedRequest;
+                    }
                     if e.status().is_server_error() {
                         tracing::error!(error = ?e, "keycard could not authenticate a request");
                     } else {
@@ -326,7 +330,7 @@ where
             shared: shared.clone(),
             found,
             client_ip,
-            resolved: Mutex::new(None),
+            resolved: OnceLock::new(),
             pending: Mutex::new(Pending::default()),
         });
         req.extensions_mut().insert(ctx.clone());

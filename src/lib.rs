@@ -62,7 +62,16 @@ pub mod __fuzz {
     ) -> Result<Read, ErrorKind> {
         let found = crate::transport::read(settings, headers).map_err(|e| e.kind())?;
         Ok(Read {
-            credential: found.credential.map(|c| c.map(|l| l.value().to_owned())),
+            // As the layer answers: a Bearer value that is not a b64token is malformed.
+            credential: found.credential.map(|c| {
+                c.and_then(|l| {
+                    if l.is_well_formed() {
+                        Ok(l.value().to_owned())
+                    } else {
+                        Err(ErrorKind::MalformedRequest)
+                    }
+                })
+            }),
             refresh: found.refresh.map(|l| l.value().to_owned()),
         })
     }

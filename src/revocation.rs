@@ -8,7 +8,10 @@
 //! the feed is live, each request first drains whatever the feed has already delivered, so a
 //! revocation published through another instance sharing an in-process store is seen by the very
 //! next request; over a network feed (Redis pub/sub, `LISTEN/NOTIFY`) the bound is the feed's
-//! delivery latency. A background task consumes the feed otherwise.
+//! delivery latency. A background task consumes the feed otherwise. The feed is polled with a
+//! waker that raises a flag before waking the task, so a request polls the feed only when the
+//! feed has signalled something since the last poll: in the steady state the check is one atomic
+//! load.
 //!
 //! When the store has no feed (`subscribe` returns `None`) the mirror reloads every
 //! `poll_interval` (default 1 s): a revocation made elsewhere is seen within that interval.
@@ -35,9 +38,9 @@ use std::{
     future::poll_fn,
     sync::{
         Arc, Weak,
-        atomic::{AtomicI64, Ordering},
+        atomic::{AtomicBool, AtomicI64, Ordering},
     },
-    task::{Context, Poll, Waker},
+    task::{Context, Poll, Wake, Waker},
     time::Duration,
 };
 
@@ -72,17 +75,35 @@ pub(crate) enum Status {
     Failed(String),
 }
 
-#[derive(Default)]
-struct State {
-    jtis: HashMap<Box<str>, i64>,
-    families: HashMap<Box<str>, i64>,
-    epochs: HashMap<Box<str>, i64>,
-}
+/// A map of the mirror; seeded `foldhash`, since every request may look up three keys.
+type Map = HashMap<Box<str>, i64, foldhash::fast::RandomState>;
 
 #[derive(Default)]
-struct FeedSlot {
-    stream: Option<RevocationFeed>,
-    waker: Option<Waker>,
+struct State {
+    jtis: Map,
+    families: Map,
+    epochs: Map,
+}
+
+/// The waker the feed is polled with: it raises `pending` (something was delivered, or the feed
+/// changed state) and wakes the background task.
+#[derive(Default)]
+struct FeedSignal {
+    pending: AtomicBool,
+    task: Mutex<Option<Waker>>,
+}
+
+impl Wake for FeedSignal {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.pending.store(true, Ordering::Release);
+        if let Some(task) = &*self.task.lock() {
+            task.wake_by_ref();
+        }
+    }
 }
 
 pub(crate) struct Mirror {
@@ -92,7 +113,10 @@ pub(crate) struct Mirror {
     /// the injectable wall clock, so that a stalled poller is noticed whatever the clock says.
     fresh_until: AtomicI64,
     started: tokio::time::Instant,
-    feed: Mutex<FeedSlot>,
+    feed: Mutex<Option<RevocationFeed>>,
+    signal: Arc<FeedSignal>,
+    /// `signal` as a [`Waker`].
+    signal_waker: Waker,
     status: watch::Sender<Status>,
     /// Epochs older than `now - horizon` can no longer void an unexpired token and are pruned.
     horizon_ms: i64,
@@ -100,11 +124,17 @@ pub(crate) struct Mirror {
 
 impl Mirror {
     pub(crate) fn new(horizon: Duration) -> Self {
+        let signal = Arc::new(FeedSignal {
+            pending: AtomicBool::new(true),
+            task: Mutex::new(None),
+        });
         Self {
             state: RwLock::new(State::default()),
             fresh_until: AtomicI64::new(i64::MIN),
             started: tokio::time::Instant::now(),
-            feed: Mutex::new(FeedSlot::default()),
+            feed: Mutex::new(None),
+            signal_waker: Waker::from(signal.clone()),
+            signal,
             status: watch::Sender::new(Status::Starting),
             horizon_ms: i64::try_from(horizon.as_millis()).unwrap_or(i64::MAX),
         }
@@ -126,8 +156,7 @@ impl Mirror {
             return Check::Unknown;
         }
         let state = self.state.read();
-        let denied =
-            |map: &HashMap<Box<str>, i64>, k: &str| map.get(k).is_some_and(|&until| until > now_ms);
+        let denied = |map: &Map, k: &str| map.get(k).is_some_and(|&until| until > now_ms);
         if denied(&state.jtis, jti)
             || denied(&state.families, sid)
             || state.epochs.get(subject).is_some_and(|&e| iat_ms < e)
@@ -182,52 +211,61 @@ impl Mirror {
         self.fresh_until.store(i64::MIN, Ordering::Release);
     }
 
-    /// Applies whatever the feed has already delivered, without waiting. Uses the background
-    /// task's waker so that the task keeps being woken for later items.
+    /// Installs a freshly subscribed feed.
+    fn set_feed(&self, feed: Option<RevocationFeed>) {
+        *self.feed.lock() = feed;
+        self.signal.pending.store(true, Ordering::Release);
+    }
+
+    /// Applies whatever the feed has delivered since it was last polled, without waiting; nothing
+    /// to do (one atomic load) unless the feed has signalled since.
+    ///
+    /// When it has, this waits for the feed lock rather than skipping: the background task
+    /// applies what it takes from the feed while holding that lock, so once this returns, every
+    /// revocation the feed delivered before the check is in the mirror.
     #[inline]
     fn drain(&self) {
-        let Some(mut slot) = self.feed.try_lock() else {
-            return;
+        if self.signal.pending.load(Ordering::Acquire) {
+            // A lost feed is reported to the task by the signal's wake.
+            let _ = self.poll_feed();
+        }
+    }
+
+    /// Polls the feed until it is pending, applying every item under the feed lock. `Ready` when
+    /// the feed failed or ended (it is then dropped and the mirror marked stale) or there is none.
+    fn poll_feed(&self) -> Poll<Option<crate::store::StoreError>> {
+        let mut slot = self.feed.lock();
+        // Lowered before polling: whatever arrives during or after the poll raises it again.
+        self.signal.pending.store(false, Ordering::Release);
+        let Some(feed) = slot.as_mut() else {
+            return Poll::Ready(None);
         };
-        let FeedSlot { stream, waker } = &mut *slot;
-        let Some(feed) = stream.as_mut() else {
-            return;
-        };
-        // Before the task's first poll there is no waker yet; the task registers its own when it
-        // polls, so a no-op waker is safe here.
-        let waker = waker.as_ref().unwrap_or(Waker::noop());
-        let mut cx = Context::from_waker(waker);
+        let mut cx = Context::from_waker(&self.signal_waker);
         loop {
             match feed.poll_next_unpin(&mut cx) {
-                Poll::Pending => return,
+                Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Ok(revocation))) => self.apply(&revocation),
-                Poll::Ready(Some(Err(_)) | None) => {
+                Poll::Ready(end) => {
+                    *slot = None;
                     self.mark_stale();
-                    *stream = None;
-                    waker.wake_by_ref();
-                    return;
+                    // Make sure the task hears of it, whoever polled.
+                    self.signal_waker.wake_by_ref();
+                    return Poll::Ready(end.and_then(|r| r.err()));
                 }
             }
         }
     }
 
-    /// The next feed item, as seen by the background task.
-    async fn next_item(&self) -> Option<crate::store::StoreResult<Revocation>> {
+    /// The background task's side of the feed: resolves when the feed fails or ends.
+    async fn consume_feed(&self) -> Option<crate::store::StoreError> {
         poll_fn(|cx| {
-            let mut slot = self.feed.lock();
-            if !slot.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                slot.waker = Some(cx.waker().clone());
-            }
-            match slot.stream.as_mut() {
-                None => Poll::Ready(None),
-                Some(feed) => {
-                    let item = feed.poll_next_unpin(cx);
-                    if matches!(item, Poll::Ready(Some(Err(_)) | None)) {
-                        slot.stream = None;
-                    }
-                    item
+            {
+                let mut task = self.signal.task.lock();
+                if !task.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    *task = Some(cx.waker().clone());
                 }
             }
+            self.poll_feed()
         })
         .await
     }
@@ -316,12 +354,12 @@ async fn session(
     let Some(feed) = feed else {
         return poll(mirror, store, clock, poll_interval).await;
     };
-    mirror.feed.lock().stream = Some(feed);
+    mirror.set_feed(Some(feed));
     match store.load(clock.now()).await {
         Ok(all) => all.iter().for_each(|r| mirror.apply(r)),
         Err(e) => {
             tracing::warn!(error = %e, "keycard: cannot load revocations; checking the store per request");
-            mirror.feed.lock().stream = None;
+            mirror.set_feed(None);
             mirror.report(Status::Failed(e.to_string()));
             return false;
         }
@@ -332,17 +370,13 @@ async fn session(
     let mut sweep = tokio::time::interval(SWEEP_EVERY);
     loop {
         tokio::select! {
-            item = mirror.next_item() => match item {
-                Some(Ok(revocation)) => mirror.apply(&revocation),
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "keycard: revocation feed lost; checking the store per request");
-                    return true;
+            lost = mirror.consume_feed() => {
+                match lost {
+                    Some(e) => tracing::warn!(error = %e, "keycard: revocation feed lost; checking the store per request"),
+                    None => tracing::warn!("keycard: revocation feed ended; checking the store per request"),
                 }
-                None => {
-                    tracing::warn!("keycard: revocation feed ended; checking the store per request");
-                    return true;
-                }
-            },
+                return true;
+            }
             _ = sweep.tick() => mirror.sweep(to_millis(clock.now())),
         }
     }

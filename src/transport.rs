@@ -79,6 +79,14 @@ impl Located {
         std::str::from_utf8(&self.header.as_bytes()[self.range.clone()]).unwrap_or("")
     }
 
+    /// Whether the value has the syntax its transport requires: an RFC 6750 `b64token` for a
+    /// Bearer credential (checked lazily, see [`locate_bearer`]); cookie values were checked
+    /// when located.
+    pub(crate) fn is_well_formed(&self) -> bool {
+        self.source != CredentialSource::Bearer
+            || is_b64token(&self.header.as_bytes()[self.range.clone()])
+    }
+
     pub(crate) fn credential(&self) -> Credential<'_> {
         Credential {
             value: self.value(),
@@ -192,7 +200,7 @@ fn read_bearer(
     if values.next().is_some() {
         return Ok(Some(Err(ErrorKind::MalformedRequest)));
     }
-    Ok(parse_bearer(value.as_bytes()).map(|r| {
+    Ok(locate_bearer(value.as_bytes()).map(|r| {
         r.map(|range| Located {
             header: value.clone(),
             range,
@@ -205,6 +213,22 @@ fn read_bearer(
 /// then a `b64token`. Returns `None` for other schemes, the token's byte range when well formed,
 /// and [`ErrorKind::MalformedRequest`] when the scheme is Bearer but the rest is not.
 pub fn parse_bearer(value: &[u8]) -> Option<Result<Range<usize>, ErrorKind>> {
+    locate_bearer(value).map(|r| {
+        r.and_then(|range| {
+            if is_b64token(&value[range.clone()]) {
+                Ok(range)
+            } else {
+                Err(ErrorKind::MalformedRequest)
+            }
+        })
+    })
+}
+
+/// [`parse_bearer`] without the `b64token` character check, which the layer defers: a token the
+/// strategy accepts is well formed (a verified JWT, a cached one, an opaque ID), so the check
+/// runs only when the strategy refuses one, to answer 400 rather than 401 for a malformed value
+/// ([`Located::is_well_formed`]). This keeps a per-byte scan off the hot path.
+fn locate_bearer(value: &[u8]) -> Option<Result<Range<usize>, ErrorKind>> {
     const SCHEME: &[u8] = b"bearer";
     if value.len() < SCHEME.len() || !value[..SCHEME.len()].eq_ignore_ascii_case(SCHEME) {
         return None;
@@ -223,8 +247,7 @@ pub fn parse_bearer(value: &[u8]) -> Option<Result<Range<usize>, ErrorKind>> {
     }
     let spaces = rest.iter().take_while(|&&b| b == b' ').count();
     let start = SCHEME.len() + spaces;
-    let token = &value[start..];
-    if !is_b64token(token) {
+    if start == value.len() {
         return Some(Err(ErrorKind::MalformedRequest));
     }
     Some(Ok(start..value.len()))
@@ -232,11 +255,14 @@ pub fn parse_bearer(value: &[u8]) -> Option<Result<Range<usize>, ErrorKind>> {
 
 /// `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`
 fn is_b64token(token: &[u8]) -> bool {
-    let body_len = token
-        .iter()
-        .take_while(|&&b| B64TOKEN[usize::from(b)])
-        .count();
-    body_len > 0 && token[body_len..].iter().all(|&b| b == b'=')
+    let padding = token.iter().rev().take_while(|&&b| b == b'=').count();
+    let body = &token[..token.len() - padding];
+    // Branch-free over the body (`=` is not a body character, so padding inside it fails): a
+    // bitwise fold the compiler unrolls, instead of a byte-at-a-time early-exit scan.
+    !body.is_empty()
+        && body
+            .iter()
+            .fold(true, |ok, &b| ok & B64TOKEN[usize::from(b)])
 }
 
 /// The `b64token` body characters, as a lookup table (this runs over every Bearer token).

@@ -11,14 +11,16 @@
 //! `capacity` × (token length + principal), i.e. about 10 MB for 10 000 tokens of 1 KiB.
 //!
 //! Lookups hash only the token's last [`HASHED_TAIL`] bytes (its signature, which no two
-//! distinct tokens share in practice and which nobody can choose without the key) with the
-//! standard library's randomly keyed SipHash; equality is still the whole token. The hash decides
-//! only the bucket, never a match.
+//! distinct tokens share in practice and which nobody can choose without the key) with a randomly
+//! seeded `foldhash`; equality is still the whole token. The hash decides only the bucket, never a
+//! match. Only verified tokens are ever stored, so nobody can fill the map with colliding keys.
 
 use std::{
     collections::HashMap,
-    hash::{BuildHasher, Hasher, RandomState},
+    hash::{BuildHasher, Hasher},
 };
+
+use foldhash::fast::RandomState;
 
 use parking_lot::RwLock;
 
@@ -32,7 +34,7 @@ const HASHED_TAIL: usize = 32;
 
 /// Hashes the last [`HASHED_TAIL`] bytes of what it is given (a `str` key writes its bytes,
 /// then one `0xff`, which is hashed too).
-struct TailHasher(std::hash::DefaultHasher);
+struct TailHasher(foldhash::fast::FoldHasher);
 
 impl Hasher for TailHasher {
     #[inline]

@@ -65,7 +65,8 @@ struct Entry {
 }
 
 pub(crate) struct SessionCache {
-    entries: RwLock<HashMap<TokenHash, Entry>>,
+    /// Keyed by a SHA-256 the store returned, so a fast seeded hash is enough.
+    entries: RwLock<HashMap<TokenHash, Entry, foldhash::fast::RandomState>>,
     capacity: usize,
     mirror: Arc<Mirror>,
     revocations: Arc<dyn RevocationStore>,
@@ -103,7 +104,7 @@ impl SessionCache {
             .run(),
         );
         Self {
-            entries: RwLock::new(HashMap::new()),
+            entries: RwLock::new(HashMap::default()),
             capacity: settings.capacity.max(1),
             mirror,
             revocations,

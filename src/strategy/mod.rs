@@ -228,6 +228,11 @@ pub trait SessionStrategy: Send + Sync + fmt::Debug + 'static {
 
     /// Resolves a credential to a principal. Called at most once per request, lazily, by the
     /// first extractor that needs the principal.
+    ///
+    /// A Bearer credential arrives as sent after the scheme, before its RFC 6750 `b64token`
+    /// syntax is checked: the layer checks it only when this method refuses the credential (and
+    /// then answers 400 for a malformed one), which keeps a per-byte scan off the hot path. A
+    /// strategy should accept only tokens of its own strict syntax.
     fn authenticate<'a>(&'a self, credential: Credential<'a>) -> AuthFuture<'a>;
 
     /// Logs `spec` in: always creates a fresh session (or refresh family) and returns its
