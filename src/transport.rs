@@ -122,13 +122,17 @@ pub(crate) fn read(settings: &TransportSettings, headers: &HeaderMap) -> Result<
     let refresh_name = settings.refresh_cookie_name.as_deref();
     if want_cookie || refresh_name.is_some() {
         for value in headers.get_all(header::COOKIE) {
-            let Ok(text) = value.to_str() else {
-                continue;
-            };
-            let mut offset = 0usize;
-            for pair in text.split(';') {
-                let start = offset;
-                offset += pair.len() + 1;
+            // Bytes, not `to_str`: a cookie of another application with non-ASCII bytes must not
+            // hide the session cookie. The value found is checked when it is read.
+            let bytes = value.as_bytes();
+            let mut start = 0usize;
+            while start <= bytes.len() {
+                let end = bytes[start..]
+                    .iter()
+                    .position(|&b| b == b';')
+                    .map_or(bytes.len(), |i| start + i);
+                let pair = (start, end);
+                start = end + 1;
                 scanned += 1;
                 if scanned > settings.max_cookies {
                     return Err(Error::with_message(
@@ -136,15 +140,11 @@ pub(crate) fn read(settings: &TransportSettings, headers: &HeaderMap) -> Result<
                         "too many cookies in the request",
                     ));
                 }
-                let trimmed_start = pair.len() - pair.trim_start_matches([' ', '\t']).len();
-                let pair_t = pair.trim_matches([' ', '\t']);
-                let Some((name, val)) = pair_t.split_once('=') else {
+                let Some((name, range)) = cookie_pair(bytes, pair) else {
                     continue;
                 };
-                let vstart = start + trimmed_start + name.len() + 1;
-                let range = vstart..vstart + val.len();
-                if want_cookie && name == settings.cookie_name {
-                    if val.len() > settings.max_cookie_bytes {
+                if want_cookie && name == settings.cookie_name.as_bytes() {
+                    if range.len() > settings.max_cookie_bytes {
                         return Err(Error::with_message(
                             ErrorKind::TooLarge,
                             "the session cookie is too large",
@@ -159,9 +159,9 @@ pub(crate) fn read(settings: &TransportSettings, headers: &HeaderMap) -> Result<
                         // A second session cookie: ambiguous, rejected as invalid.
                         Some(_) => Err(ErrorKind::InvalidCredential),
                     });
-                } else if Some(name) == refresh_name {
+                } else if refresh_name.is_some_and(|r| name == r.as_bytes()) {
                     refresh_seen += 1;
-                    if val.len() <= settings.max_cookie_bytes {
+                    if range.len() <= settings.max_cookie_bytes {
                         found.refresh = Some(Located {
                             header: value.clone(),
                             range,
@@ -181,6 +181,23 @@ pub(crate) fn read(settings: &TransportSettings, headers: &HeaderMap) -> Result<
         (Some(_), Some(_)) => Some(Err(ErrorKind::MalformedRequest)),
     };
     Ok(found)
+}
+
+/// One `name=value` pair of a `Cookie` header, between byte offsets `start..end`, with spaces
+/// and tabs around it trimmed: the name, and the value's range in the whole header.
+fn cookie_pair(
+    bytes: &[u8],
+    (mut start, mut end): (usize, usize),
+) -> Option<(&[u8], Range<usize>)> {
+    let blank = |b: u8| b == b' ' || b == b'\t';
+    while start < end && blank(bytes[start]) {
+        start += 1;
+    }
+    while end > start && blank(bytes[end - 1]) {
+        end -= 1;
+    }
+    let eq = bytes[start..end].iter().position(|&b| b == b'=')? + start;
+    Some((&bytes[start..eq], eq + 1..end))
 }
 
 fn read_bearer(
@@ -380,6 +397,18 @@ mod tests {
             let f = read(&s, &headers(&[("cookie", other)])).unwrap();
             assert!(f.credential.is_none(), "{other}");
         }
+    }
+
+    #[test]
+    fn other_cookies_with_non_ascii_bytes_do_not_hide_the_session_cookie() {
+        let s = TransportSettings::default();
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_bytes(b"pref=caf\xc3\xa9; __Host-keycard=tok ;x=1").unwrap(),
+        );
+        let f = read(&s, &h).unwrap();
+        assert_eq!(cookie_value(&f), Some(Ok("tok".into())));
     }
 
     #[test]

@@ -1,12 +1,16 @@
 //! An opt-in local read cache for server sessions whose invalidation is pushed, not waited out.
 //!
 //! A cache hit answers without a store round trip and without allocating (the cached
-//! [`Principal`] is shared). Entries are keyed by the session ID's full SHA-256 and bounded by
-//! [`CacheSettings::capacity`].
+//! [`Principal`] is shared). Entries are keyed by the session cookie's whole value (the 43
+//! characters of a canonical session ID, compared without early exit), so a hit needs neither
+//! base64 decoding nor SHA-256; only IDs the store has just vouched for are ever inserted. The
+//! map is bounded by [`CacheSettings::capacity`]. Like the JWT cache, it holds live credentials
+//! in process memory (never in a store or a log).
 //!
 //! # Invalidation
 //! Every revoking operation (logout, revoke, rotation, log out everywhere, eviction at the session
-//! limit) removes the entry locally at once and is published through a
+//! limit) is applied to the local mirror at once (so a hit on the entry is refused) and is
+//! published through a
 //! [`RevocationStore`]: a denylist entry for one session, an epoch
 //! for a subject. Every instance keeps an in-process mirror of those revocations, fed by the
 //! store's push channel (Redis pub/sub, PostgreSQL `LISTEN/NOTIFY`, the in-memory store's
@@ -24,6 +28,7 @@
 
 use std::{
     collections::HashMap,
+    hash::{Hash, Hasher},
     sync::Arc,
     time::{Duration, SystemTime},
 };
@@ -36,8 +41,41 @@ use crate::{
     principal::Principal,
     revocation::{self, Check, FAMILY_PREFIX, Mirror},
     store::{Revocation, RevocationStore},
-    token::TokenHash,
+    token::TOKEN_LEN,
 };
+
+/// A cache key: the session cookie's text. Equality has no early exit, so a lookup's timing does
+/// not tell how much of a guessed ID matched a cached one.
+#[derive(Clone, Copy)]
+pub(crate) struct CacheKey([u8; TOKEN_LEN]);
+
+impl CacheKey {
+    /// The key for a presented session ID; `None` when it cannot be one (wrong length).
+    #[inline]
+    pub(crate) fn of(token: &str) -> Option<Self> {
+        token.as_bytes().try_into().ok().map(Self)
+    }
+}
+
+impl PartialEq for CacheKey {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        self.0
+            .iter()
+            .zip(&other.0)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
+}
+
+impl Eq for CacheKey {}
+
+impl Hash for CacheKey {
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write(&self.0);
+    }
+}
 
 /// Settings of the server-session read cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,8 +103,8 @@ struct Entry {
 }
 
 pub(crate) struct SessionCache {
-    /// Keyed by a SHA-256 the store returned, so a fast seeded hash is enough.
-    entries: RwLock<HashMap<TokenHash, Entry, foldhash::fast::RandomState>>,
+    /// Only IDs the store vouched for are inserted, so a fast seeded hash is enough.
+    entries: RwLock<HashMap<CacheKey, Entry, foldhash::fast::RandomState>>,
     capacity: usize,
     mirror: Arc<Mirror>,
     revocations: Arc<dyn RevocationStore>,
@@ -129,10 +167,10 @@ impl SessionCache {
 
     /// A live cached principal, or `None` to ask the store.
     #[inline]
-    pub(crate) fn get(&self, id: &TokenHash, now: SystemTime) -> Option<Principal> {
+    pub(crate) fn get(&self, key: &CacheKey, now: SystemTime) -> Option<Principal> {
         let now_ms = to_millis(now);
         let entries = self.entries.read();
-        let entry = entries.get(id)?;
+        let entry = entries.get(key)?;
         if now_ms >= entry.valid_until_ms {
             return None;
         }
@@ -145,7 +183,7 @@ impl SessionCache {
     /// Caches a principal just read from the store, unless the mirror says otherwise.
     pub(crate) fn put(
         &self,
-        id: TokenHash,
+        key: CacheKey,
         principal: &Principal,
         created_at: SystemTime,
         valid_until: SystemTime,
@@ -157,13 +195,13 @@ impl SessionCache {
         }
         let mut entries = self.entries.write();
         if entries.len() >= self.capacity
-            && !entries.contains_key(&id)
+            && !entries.contains_key(&key)
             && let Some(victim) = entries.keys().next().copied()
         {
             entries.remove(&victim);
         }
         entries.insert(
-            id,
+            key,
             Entry {
                 principal: principal.clone(),
                 created_ms,
@@ -172,9 +210,9 @@ impl SessionCache {
         );
     }
 
-    /// Revokes one session everywhere: locally now, on other instances through the store.
-    pub(crate) async fn revoke_session(&self, id: &TokenHash, handle: &str, until: SystemTime) {
-        self.entries.write().remove(id);
+    /// Revokes one session everywhere: locally now (the mirror refuses its entry, which is
+    /// replaced or evicted later), on other instances through the store.
+    pub(crate) async fn revoke_session(&self, handle: &str, until: SystemTime) {
         self.publish(Revocation::Jti {
             jti: format!("{FAMILY_PREFIX}{handle}"),
             until,

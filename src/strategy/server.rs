@@ -12,7 +12,7 @@ use async_trait::async_trait;
 
 use super::{
     AuthFuture, ClientMeta, Credential, Issued, SessionInfo, SessionStrategy, StrategyKind,
-    cache::{CacheSettings, SessionCache},
+    cache::{CacheKey, CacheSettings, SessionCache},
 };
 use crate::{
     clock::{Clock, SystemClock, truncate_millis},
@@ -119,10 +119,10 @@ impl ServerSessions {
         self.cache.as_ref().map_or(0, |c| c.len())
     }
 
-    async fn revoked_locally(&self, id: &TokenHash, handle: &str) {
+    async fn revoked_locally(&self, handle: &str) {
         if let Some(cache) = &self.cache {
             let until = self.clock.now() + self.settings.absolute_timeout;
-            cache.revoke_session(id, handle, until).await;
+            cache.revoke_session(handle, until).await;
         }
     }
 
@@ -180,7 +180,7 @@ impl ServerSessions {
         )
     }
 
-    async fn resolve(&self, id: TokenHash) -> Result<Principal> {
+    async fn resolve(&self, id: TokenHash, key: Option<CacheKey>) -> Result<Principal> {
         let now = self.clock.now();
         let Some(mut record) = self.guarded(self.store.load(&id, now)).await? else {
             return Err(Error::new(ErrorKind::InvalidCredential));
@@ -206,8 +206,8 @@ impl ServerSessions {
             .expires_at
             .min(record.last_seen_at + self.settings.renewal_interval);
         let principal = Self::principal(record, id.handle());
-        if let Some(cache) = &self.cache {
-            cache.put(id, &principal, created_at, valid_until, now);
+        if let (Some(cache), Some(key)) = (&self.cache, key) {
+            cache.put(key, &principal, created_at, valid_until, now);
         }
         Ok(principal)
     }
@@ -266,15 +266,20 @@ impl SessionStrategy for ServerSessions {
     }
 
     fn authenticate<'a>(&'a self, credential: Credential<'a>) -> AuthFuture<'a> {
-        let Some(id) = TokenHash::of_encoded(credential.value) else {
-            return AuthFuture::ready(Err(Error::new(ErrorKind::InvalidCredential)));
-        };
-        if let Some(cache) = &self.cache
-            && let Some(principal) = cache.get(&id, self.clock.now())
+        // A hit needs no decoding: only canonical IDs the store vouched for are cached.
+        let key = self
+            .cache
+            .as_ref()
+            .and_then(|_| CacheKey::of(credential.value));
+        if let (Some(cache), Some(key)) = (&self.cache, &key)
+            && let Some(principal) = cache.get(key, self.clock.now())
         {
             return AuthFuture::ready(Ok(principal));
         }
-        AuthFuture::boxed(self.resolve(id))
+        let Some(id) = TokenHash::of_encoded(credential.value) else {
+            return AuthFuture::ready(Err(Error::new(ErrorKind::InvalidCredential)));
+        };
+        AuthFuture::boxed(self.resolve(id, key))
     }
 
     async fn login(&self, spec: PrincipalSpec, meta: &ClientMeta) -> Result<Issued> {
@@ -287,7 +292,7 @@ impl SessionStrategy for ServerSessions {
             CreateOutcome::Created { evicted } => {
                 for id in evicted {
                     let handle = id.handle();
-                    self.revoked_locally(&id, &handle).await;
+                    self.revoked_locally(&handle).await;
                     self.events.emit(SecurityEvent::SessionEvicted {
                         subject: subject.clone(),
                         session: handle,
@@ -359,7 +364,7 @@ impl SessionStrategy for ServerSessions {
         if !self.guarded(self.store.rotate(&old_id, &record)).await? {
             return Err(Error::new(ErrorKind::Revoked));
         }
-        self.revoked_locally(&old_id, &current.session().id).await;
+        self.revoked_locally(&current.session().id).await;
         self.events.emit(SecurityEvent::SessionRotated {
             subject: record.subject.clone(),
             old: old_id.handle(),
@@ -379,7 +384,7 @@ impl SessionStrategy for ServerSessions {
         let id = Self::handle_of(current)?;
         self.guarded(self.store.delete(current.subject(), &id))
             .await?;
-        self.revoked_locally(&id, &current.session().id).await;
+        self.revoked_locally(&current.session().id).await;
         self.events.emit(SecurityEvent::Logout {
             subject: current.subject().to_owned(),
             session: current.session().id.clone(),
@@ -423,7 +428,7 @@ impl SessionStrategy for ServerSessions {
         };
         let deleted = self.guarded(self.store.delete(subject, &id)).await?;
         if deleted {
-            self.revoked_locally(&id, session_id).await;
+            self.revoked_locally(session_id).await;
             self.events.emit(SecurityEvent::SessionRevoked {
                 subject: subject.to_owned(),
                 session: session_id.to_owned(),
