@@ -23,7 +23,10 @@ use std::{
     fmt,
     future::Future,
     pin::Pin,
-    sync::{Arc, OnceLock},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     task::{Context, Poll},
 };
 
@@ -123,18 +126,22 @@ pub(crate) struct RequestContext {
     pub(crate) found: Found,
     /// The peer address, when the server provides `ConnectInfo`.
     client_ip: Option<std::net::IpAddr>,
-    /// The outcome, once resolved. Extractors of one request run one after another, so a
-    /// once-cell without an async wait suffices (reading it is one atomic load); were two
-    /// resolutions ever to race, both would ask the strategy and the first answer is kept.
-    resolved: OnceLock<Result<Principal, ErrorKind>>,
+    /// The outcome, once resolved. Extractors of one request run one after another, so a plain
+    /// lock suffices (no async once-cell and its semaphore on the hot path, and cheaper than a
+    /// `OnceLock`'s initialisation); were two resolutions ever to race, both would ask the
+    /// strategy and the first answer is kept.
+    resolved: Mutex<Option<Result<Principal, ErrorKind>>>,
     pending: Mutex<Pending>,
+    /// Whether `pending` was ever written: most requests leave it alone, and the response then
+    /// skips it.
+    touched: AtomicBool,
 }
 
 impl fmt::Debug for RequestContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RequestContext")
             .field("has_credential", &self.found.credential.is_some())
-            .field("resolved", &self.resolved.get().is_some())
+            .field("resolved", &self.resolved.lock().is_some())
             .finish()
     }
 }
@@ -147,14 +154,14 @@ impl RequestContext {
 
     /// Resolves the principal once per request.
     pub(crate) async fn resolve(&self) -> Result<Principal, ErrorKind> {
-        if let Some(done) = self.resolved.get() {
+        if let Some(done) = &*self.resolved.lock() {
             return done.clone();
         }
         let outcome = match self.authenticate().await {
             Ok(principal) => self.apply_client_policy(principal).await,
             Err(kind) => Err(kind),
         };
-        self.resolved.get_or_init(|| outcome).clone()
+        self.resolved.lock().get_or_insert(outcome).clone()
     }
 
     /// Applies the [`ClientPolicy`](crate::policy::ClientPolicy), if any.
@@ -217,6 +224,7 @@ impl RequestContext {
     pub(crate) fn issue(&self, issued: &Issued) {
         let t = &self.shared.transport;
         let mut p = self.pending.lock();
+        self.touched.store(true, Ordering::Release);
         p.credential_issued = true;
         if let Some(token) = &issued.session_token {
             p.set_session = Some((token.expose_secret().to_owned(), issued.session_max_age));
@@ -238,6 +246,7 @@ impl RequestContext {
     /// Queues removal of the credential cookies.
     pub(crate) fn clear(&self) {
         let mut p = self.pending.lock();
+        self.touched.store(true, Ordering::Release);
         p.set_session = None;
         p.set_refresh = None;
         p.clear_session = self.shared.transport.read_cookie;
@@ -245,6 +254,9 @@ impl RequestContext {
     }
 
     fn apply(&self, response: &mut Response) {
+        if !self.touched.load(Ordering::Acquire) {
+            return;
+        }
         let p = std::mem::take(&mut *self.pending.lock());
         let t = &self.shared.transport;
         let headers = response.headers_mut();
@@ -322,16 +334,22 @@ where
             });
             return ResponseFuture::reject(shared.reject(Error::new(ErrorKind::CsrfRejected)));
         }
-        let client_ip = req
-            .extensions()
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        // Only the client policy reads the peer address.
+        let client_ip = shared
+            .client_policy
+            .as_ref()
+            .and_then(|_| {
+                req.extensions()
+                    .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            })
             .map(|c| c.0.ip());
         let ctx = Arc::new(RequestContext {
             shared: shared.clone(),
             found,
             client_ip,
-            resolved: OnceLock::new(),
+            resolved: Mutex::new(None),
             pending: Mutex::new(Pending::default()),
+            touched: AtomicBool::new(false),
         });
         req.extensions_mut().insert(ctx.clone());
         ResponseFuture {

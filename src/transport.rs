@@ -127,10 +127,7 @@ pub(crate) fn read(settings: &TransportSettings, headers: &HeaderMap) -> Result<
             let bytes = value.as_bytes();
             let mut start = 0usize;
             while start <= bytes.len() {
-                let end = bytes[start..]
-                    .iter()
-                    .position(|&b| b == b';')
-                    .map_or(bytes.len(), |i| start + i);
+                let end = memchr::memchr(b';', &bytes[start..]).map_or(bytes.len(), |i| start + i);
                 let pair = (start, end);
                 start = end + 1;
                 scanned += 1;
@@ -196,7 +193,7 @@ fn cookie_pair(
     while end > start && blank(bytes[end - 1]) {
         end -= 1;
     }
-    let eq = bytes[start..end].iter().position(|&b| b == b'=')? + start;
+    let eq = memchr::memchr(b'=', &bytes[start..end])? + start;
     Some((&bytes[start..eq], eq + 1..end))
 }
 
