@@ -155,7 +155,13 @@ where
 }
 
 fn session(c: &mut Criterion) {
-    let rt = Runtime::new().unwrap();
+    // One thread: the request, the store connections' I/O and keycard's background tasks all run
+    // on the measuring thread, so no result includes a hand-off between threads (the noisiest
+    // part of a 2-core machine), and every function is measured alike.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut g = c.benchmark_group("session");
     bench_app(
         &mut g,

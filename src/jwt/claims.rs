@@ -93,6 +93,7 @@ impl<'de> Deserialize<'de> for Str<'de> {
 }
 
 /// `aud`: one string or an array of strings.
+#[derive(Debug, PartialEq)]
 enum Aud<'a> {
     One(Cow<'a, str>),
     Many(Vec<Cow<'a, str>>),
@@ -143,7 +144,7 @@ impl Aud<'_> {
 }
 
 /// Claims as read from a token, before validation.
-#[derive(Default)]
+#[derive(Debug, Default, PartialEq)]
 struct RawClaims<'a> {
     iss: Option<Cow<'a, str>>,
     sub: Option<Cow<'a, str>>,
@@ -222,11 +223,114 @@ fn date(v: i64) -> Result<i64> {
     }
 }
 
+/// A cursor over the exact JSON keycard's issuer writes.
+struct Canonical<'a> {
+    json: &'a str,
+    at: usize,
+}
+
+impl<'a> Canonical<'a> {
+    /// Consumes `lit` exactly.
+    fn lit(&mut self, lit: &[u8]) -> Option<()> {
+        let end = self.at + lit.len();
+        (self.json.as_bytes().get(self.at..end)? == lit).then(|| self.at = end)
+    }
+
+    /// A string without escapes or control characters (anything else is left to serde).
+    fn string(&mut self) -> Option<&'a str> {
+        self.lit(b"\"")?;
+        let rest = self.json.as_bytes().get(self.at..)?;
+        let len = memchr::memchr(b'"', rest)?;
+        let content = &rest[..len];
+        if content.iter().any(|&b| b < 0x20 || b == b'\\') {
+            return None;
+        }
+        let s = self.json.get(self.at..self.at + len)?;
+        self.at += len + 1;
+        Some(s)
+    }
+
+    /// An integer as serde_json writes it: optional `-`, no leading zero, at most 18 digits.
+    fn int(&mut self) -> Option<i64> {
+        let bytes = self.json.as_bytes();
+        let negative = bytes.get(self.at) == Some(&b'-');
+        let start = self.at + usize::from(negative);
+        let digits = bytes
+            .get(start..)?
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        if digits == 0 || digits > 18 || (digits > 1 && bytes[start] == b'0') {
+            return None;
+        }
+        let value = bytes[start..start + digits]
+            .iter()
+            .fold(0i64, |n, &d| n * 10 + i64::from(d - b'0'));
+        self.at = start + digits;
+        Some(if negative { -value } else { value })
+    }
+}
+
+/// Reads the compact claims keycard's own issuer writes (`IssueClaims`, keys in that order, no
+/// attributes, no escapes, no whitespace) without serde; `None` for anything else, which the
+/// general parser then reads. Whatever this accepts, serde reads the same way (tested), so it is
+/// a shortcut, not a second grammar.
+fn canonical(json: &str) -> Option<RawClaims<'_>> {
+    let mut p = Canonical { json, at: 0 };
+    p.lit(b"{\"iss\":")?;
+    let iss = p.string()?;
+    p.lit(b",\"sub\":")?;
+    let sub = p.string()?;
+    p.lit(b",\"aud\":")?;
+    let aud = p.string()?;
+    p.lit(b",\"exp\":")?;
+    let exp = p.int()?;
+    p.lit(b",\"iat\":")?;
+    let iat = p.int()?;
+    p.lit(b",\"iat_ms\":")?;
+    let iat_ms = p.int()?;
+    p.lit(b",\"auth_time\":")?;
+    let auth_time = p.int()?;
+    p.lit(b",\"jti\":")?;
+    let jti = p.string()?;
+    p.lit(b",\"sid\":")?;
+    let sid = p.string()?;
+    p.lit(b",\"roles\":[")?;
+    let mut roles = Vec::new();
+    if p.lit(b"]").is_none() {
+        loop {
+            roles.push(p.string()?.to_owned());
+            if p.lit(b"]").is_some() {
+                break;
+            }
+            p.lit(b",")?;
+        }
+    }
+    p.lit(b"}")?;
+    (p.at == json.len()).then(|| RawClaims {
+        iss: Some(Cow::Borrowed(iss)),
+        sub: Some(Cow::Borrowed(sub)),
+        aud: Some(Aud::One(Cow::Borrowed(aud))),
+        exp: Some(exp),
+        nbf: None,
+        iat: Some(iat),
+        iat_ms: Some(iat_ms),
+        auth_time: Some(auth_time),
+        jti: Some(Cow::Borrowed(jti)),
+        sid: Some(Cow::Borrowed(sid)),
+        roles: Some(roles),
+        attributes: Map::new(),
+    })
+}
+
 /// Parses and validates decoded claims. `now_ms` is the current time in Unix milliseconds.
 pub(crate) fn validate(json: &str, v: &Validation, now_ms: i64) -> Result<Verified> {
-    let c: RawClaims<'_> = serde_json::from_str(json).map_err(|_| {
-        invalid("the token's claims are malformed, duplicated or of the wrong type")
-    })?;
+    let c = match canonical(json) {
+        Some(c) => c,
+        None => serde_json::from_str::<RawClaims<'_>>(json).map_err(|_| {
+            invalid("the token's claims are malformed, duplicated or of the wrong type")
+        })?,
+    };
 
     match c.iss.as_deref() {
         Some(iss) if iss == &*v.issuer => {}
@@ -474,6 +578,68 @@ mod tests {
         format!(
             r#"{{"iss":"https://issuer","sub":"alice","aud":"api","exp":1800000300,"iat":1800000000,"jti":"j1"{extra}}}"#
         )
+    }
+
+    fn issued(sub: &str, roles: &[String], attributes: &Map<String, Value>) -> String {
+        serde_json::to_string(&IssueClaims {
+            iss: "https://issuer",
+            sub,
+            aud: "api",
+            exp: 1_800_000_300,
+            iat: 1_800_000_000,
+            iat_ms: 1_800_000_000_123,
+            auth_time: 1_799_999_000,
+            jti: "j1",
+            sid: "fam-1",
+            roles,
+            attributes,
+        })
+        .unwrap()
+    }
+
+    fn serde_read(json: &str) -> Option<RawClaims<'_>> {
+        serde_json::from_str(json).ok()
+    }
+
+    #[test]
+    fn the_canonical_shortcut_reads_issued_claims_as_serde_does() {
+        let none = Map::new();
+        for (sub, roles) in [
+            ("alice", vec![]),
+            ("bob", vec!["user".to_owned()]),
+            ("zoë ☃", vec!["user".to_owned(), "admin".to_owned()]),
+            ("-1", vec![String::new()]),
+        ] {
+            let json = issued(sub, &roles, &none);
+            let fast = canonical(&json).expect("issued claims take the shortcut");
+            assert_eq!(Some(&fast), serde_read(&json).as_ref(), "{json}");
+        }
+        // Escapes, attributes, whitespace, another order, leading zeros, duplicates, trailing
+        // bytes: all left to serde (which may accept or refuse them).
+        let mut attributes = Map::new();
+        attributes.insert("email".into(), "a@b".into());
+        let escaped = issued("quo\"te", &[], &none);
+        let with_attributes = issued("alice", &[], &attributes);
+        let base = issued("alice", &["user".to_owned()], &none);
+        for other in [
+            escaped.clone(),
+            with_attributes.clone(),
+            base.replace(",\"sub\"", ", \"sub\""),
+            base.replace("\"exp\":1800000300", "\"exp\":01800000300"),
+            base.replace(
+                "\"iss\":\"https://issuer\",\"sub\":\"alice\"",
+                "\"sub\":\"alice\",\"iss\":\"https://issuer\"",
+            ),
+            base.replace("}", ",\"sub\":\"mallory\"}"),
+            format!("{base} "),
+            base.replace("\"exp\":1800000300", "\"exp\":1800000300.0"),
+            base.replace("\"exp\":1800000300", "\"exp\":18000003000000000000"),
+        ] {
+            assert_eq!(canonical(&other), None, "{other}");
+        }
+        // The general parser still reads what the shortcut leaves.
+        assert!(serde_read(&escaped).is_some());
+        assert!(serde_read(&with_attributes).is_some());
     }
 
     #[test]

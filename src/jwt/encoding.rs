@@ -106,15 +106,19 @@ pub(crate) fn b64url_decode_into(input: &[u8], out: &mut [u8]) -> Option<usize> 
     let (body, tail) = input.split_at(input.len() - rem);
     let (out_body, out_tail) = out.split_at_mut(body.len() / 4 * 3);
     let v = |c: u8| u32::from(B64URL[usize::from(c)]);
+    // Invalid characters map above 63: collect them in one flag and decide once, so the loop has
+    // no branch per quantum (the output is discarded on failure).
+    let mut bad = 0u32;
     for (c, o) in body.chunks_exact(4).zip(out_body.chunks_exact_mut(3)) {
         let (a, b, c, d) = (v(c[0]), v(c[1]), v(c[2]), v(c[3]));
-        if (a | b | c | d) > 63 {
-            return None;
-        }
+        bad |= a | b | c | d;
         let n = (a << 18) | (b << 12) | (c << 6) | d;
         o[0] = (n >> 16) as u8;
         o[1] = (n >> 8) as u8;
         o[2] = n as u8;
+    }
+    if bad > 63 {
+        return None;
     }
     match (tail, out_tail) {
         ([], []) => {}
