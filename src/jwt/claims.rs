@@ -242,7 +242,10 @@ impl<'a> Canonical<'a> {
         let rest = self.json.as_bytes().get(self.at..)?;
         let len = memchr::memchr(b'"', rest)?;
         let content = &rest[..len];
-        if content.iter().any(|&b| b < 0x20 || b == b'\\') {
+        if content
+            .iter()
+            .fold(false, |bad, &b| bad | (b < 0x20) | (b == b'\\'))
+        {
             return None;
         }
         let s = self.json.get(self.at..self.at + len)?;

@@ -85,9 +85,19 @@ const STACK_CLAIMS: usize = 1024;
 /// Splits a compact JWS into its three segments.
 #[inline]
 fn split(token: &str) -> Option<(&str, &str, &str)> {
-    let (header, rest) = token.split_once('.')?;
-    let (claims, sig) = rest.split_once('.')?;
-    if header.is_empty() || claims.is_empty() || sig.is_empty() || sig.contains('.') {
+    let bytes = token.as_bytes();
+    let mut dots = memchr::memchr_iter(b'.', bytes);
+    let (first, second) = (dots.next()?, dots.next()?);
+    if dots.next().is_some() {
+        return None;
+    }
+    // `.` is ASCII, so these are character boundaries.
+    let (header, claims, sig) = (
+        token.get(..first)?,
+        token.get(first + 1..second)?,
+        token.get(second + 1..)?,
+    );
+    if header.is_empty() || claims.is_empty() || sig.is_empty() {
         return None;
     }
     Some((header, claims, sig))
