@@ -123,7 +123,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let ctx = context(parts)?;
-        resolve(&ctx).await
+        resolve(ctx).await
     }
 }
 
@@ -139,7 +139,7 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Principal {
         if !ctx.has_credential() {
             return Ok(None);
         }
-        resolve(&ctx).await.map(Some)
+        resolve(ctx).await.map(Some)
     }
 }
 
@@ -166,11 +166,11 @@ impl<S: Send + Sync, R: Role> FromRequestParts<S> for RequireRole<R> {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let ctx = context(parts)?;
-        let principal = resolve(&ctx).await?;
+        let principal = resolve(ctx).await?;
         if principal.has_role(R::NAME) {
             Ok(Self(principal, PhantomData))
         } else {
-            Err(Rejection::new(Error::new(ErrorKind::Forbidden), Some(&ctx)))
+            Err(Rejection::new(Error::new(ErrorKind::Forbidden), Some(ctx)))
         }
     }
 }
@@ -206,12 +206,12 @@ impl<S: Send + Sync, A: MaxAuthAge> FromRequestParts<S> for HighRisk<A> {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let ctx = context(parts)?;
-        let principal = resolve(&ctx).await?;
+        let principal = resolve(ctx).await?;
         ctx.shared
             .strategy
             .verify_live(&principal)
             .await
-            .map_err(|e| Rejection::new(e, Some(&ctx)))?;
+            .map_err(|e| Rejection::new(e, Some(ctx)))?;
         let age = ctx
             .shared
             .clock
@@ -221,7 +221,7 @@ impl<S: Send + Sync, A: MaxAuthAge> FromRequestParts<S> for HighRisk<A> {
         if age > A::MAX_AGE {
             return Err(Rejection::new(
                 Error::new(ErrorKind::StepUpRequired),
-                Some(&ctx),
+                Some(ctx),
             ));
         }
         Ok(Self(principal, PhantomData))
