@@ -230,10 +230,12 @@ struct Canonical<'a> {
 }
 
 impl<'a> Canonical<'a> {
-    /// Consumes `lit` exactly.
-    fn lit(&mut self, lit: &[u8]) -> Option<()> {
-        let end = self.at + lit.len();
-        (self.json.as_bytes().get(self.at..end)? == lit).then(|| self.at = end)
+    /// Consumes `lit` exactly (a fixed-size comparison, inlined rather than a `memcmp` call).
+    #[inline]
+    fn lit<const N: usize>(&mut self, lit: &[u8; N]) -> Option<()> {
+        let end = self.at + N;
+        let got: &[u8; N] = self.json.as_bytes().get(self.at..end)?.try_into().ok()?;
+        (got == lit).then(|| self.at = end)
     }
 
     /// A string without escapes or control characters (anything else is left to serde).
@@ -258,17 +260,22 @@ impl<'a> Canonical<'a> {
         let bytes = self.json.as_bytes();
         let negative = bytes.get(self.at) == Some(&b'-');
         let start = self.at + usize::from(negative);
-        let digits = bytes
-            .get(start..)?
-            .iter()
-            .take_while(|b| b.is_ascii_digit())
-            .count();
-        if digits == 0 || digits > 18 || (digits > 1 && bytes[start] == b'0') {
+        let mut value = 0i64;
+        let mut digits = 0usize;
+        for &b in bytes.get(start..)? {
+            let d = b.wrapping_sub(b'0');
+            if d > 9 {
+                break;
+            }
+            digits += 1;
+            if digits > 18 {
+                return None;
+            }
+            value = value * 10 + i64::from(d);
+        }
+        if digits == 0 || (digits > 1 && bytes[start] == b'0') {
             return None;
         }
-        let value = bytes[start..start + digits]
-            .iter()
-            .fold(0i64, |n, &d| n * 10 + i64::from(d - b'0'));
         self.at = start + digits;
         Some(if negative { -value } else { value })
     }
