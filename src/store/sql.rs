@@ -628,15 +628,6 @@ trait Backend: Database {
     ) -> BoxFuture<'e, Result<Vec<T>, sqlx::Error>>
     where
         E: 'e + Executor<'c, Database = Self>;
-
-    /// At most one row: returns at the first (SQLite's worker need not report the end).
-    fn row<'e, 'c: 'e, E, T: SqlRow>(
-        ex: E,
-        sql: &'e str,
-        args: &'e [Arg<'e>],
-    ) -> BoxFuture<'e, Result<Option<T>, sqlx::Error>>
-    where
-        E: 'e + Executor<'c, Database = Self>;
 }
 
 macro_rules! backend {
@@ -690,23 +681,6 @@ macro_rules! backend {
                         .collect()
                 })
             }
-
-            fn row<'e, 'c: 'e, E, T: SqlRow>(
-                ex: E,
-                sql: &'e str,
-                args: &'e [Arg<'e>],
-            ) -> BoxFuture<'e, Result<Option<T>, sqlx::Error>>
-            where
-                E: 'e + Executor<'c, Database = Self>,
-            {
-                Box::pin(async move {
-                    let query = Self::query(sql, args);
-                    let row = query.fetch_optional(ex).await?;
-                    row.as_ref()
-                        .map(|row| <T as FromRow<'_, $row>>::from_row(row))
-                        .transpose()
-                })
-            }
         }
     };
 }
@@ -736,18 +710,6 @@ where
     E::Database: Backend,
 {
     <E::Database as Backend>::rows(ex, sql, args)
-}
-
-fn row<'e, 'c: 'e, E, T: SqlRow>(
-    ex: E,
-    sql: &'e str,
-    args: &'e [Arg<'e>],
-) -> BoxFuture<'e, Result<Option<T>, sqlx::Error>>
-where
-    E: 'e + Executor<'c>,
-    E::Database: Backend,
-{
-    <E::Database as Backend>::row(ex, sql, args)
 }
 
 #[derive(Clone)]
@@ -781,10 +743,6 @@ impl Pool {
 
     async fn rows<T: SqlRow>(&self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Vec<T>> {
         dispatch!(self, Pool, p => rows(p, sql, args).await).map_err(db_error)
-    }
-
-    async fn row<T: SqlRow>(&self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Option<T>> {
-        dispatch!(self, Pool, p => row(p, sql, args).await).map_err(db_error)
     }
 
     async fn insert(&self, sql: &str, args: &[Arg<'_>]) -> StoreResult<bool> {
@@ -1174,8 +1132,11 @@ impl SessionStore for SqlStore {
 
     async fn load(&self, id: &TokenHash, now: SystemTime) -> StoreResult<Option<SessionRecord>> {
         let args = [Arg::Bytes(id.as_bytes()), Arg::Int(to_millis(now))];
-        let row: Option<SessionRow> = self.pool.row(&self.sql.session_load, &args).await?;
-        row.map(SessionRow::into_record).transpose()
+        let rows: Vec<SessionRow> = self.pool.rows(&self.sql.session_load, &args).await?;
+        rows.into_iter()
+            .next()
+            .map(SessionRow::into_record)
+            .transpose()
     }
 
     async fn touch(
