@@ -65,21 +65,8 @@ impl Demo {
     /// `config_toml`, if given) in its keycard environment. `None` (with a note) when the binary
     /// is absent or lacks a cargo feature the configuration needs.
     fn start(vars: &[(&str, &str)], config_toml: Option<&str>) -> Self {
-        let bin = demo_bin::demo_binary();
         let dir = scratch_dir("demo-instance");
-        let mut cmd = Command::new(&bin);
-        cmd.current_dir(&dir);
-        for var in [
-            "KEYCARD_DEMO_ADDR",
-            "KEYCARD_CONFIG",
-            "KEYCARD_STRATEGY",
-            "DATABASE_URL",
-            "REDIS_URL",
-            "REDIS_CLUSTER_URLS",
-            "RUST_LOG",
-        ] {
-            cmd.env_remove(var);
-        }
+        let mut cmd = demo_bin::command(&dir);
         if let Some(toml) = config_toml {
             let path = dir.join("keycard.toml");
             std::fs::write(&path, toml).expect("write config");

@@ -9,7 +9,7 @@ mod demo_bin;
 
 use std::{
     io::{BufRead, BufReader},
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Child, Command, Output, Stdio},
     time::Duration,
 };
@@ -27,24 +27,6 @@ fn scratch_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir
-}
-
-/// A command with the demo's variables cleared, so the developer's environment does not leak in.
-fn demo(bin: &Path, dir: &Path) -> Command {
-    let mut cmd = Command::new(bin);
-    cmd.current_dir(dir);
-    for var in [
-        "KEYCARD_DEMO_ADDR",
-        "KEYCARD_CONFIG",
-        "KEYCARD_STRATEGY",
-        "DATABASE_URL",
-        "REDIS_URL",
-        "REDIS_CLUSTER_URLS",
-        "RUST_LOG",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd
 }
 
 struct Running {
@@ -124,9 +106,8 @@ fn failure(output: Output) -> String {
 
 #[tokio::test]
 async fn serves_with_sqlite_by_default_and_shuts_down_on_ctrl_c() {
-    let bin = demo_bin::demo_binary();
     let dir = scratch_dir("serve");
-    let mut run = start(demo(&bin, &dir));
+    let mut run = start(demo_bin::command(&dir));
     assert!(run.line.contains("strategy: database"), "{}", run.line);
     assert!(
         run.line.contains("sqlite://keycard-demo.db"),
@@ -195,10 +176,9 @@ async fn serves_with_sqlite_by_default_and_shuts_down_on_ctrl_c() {
 
 #[test]
 fn bad_configuration_exits_non_zero_with_one_line() {
-    let bin = demo_bin::demo_binary();
     let dir = scratch_dir("bad");
     let run = |vars: &[(&str, &str)]| {
-        let mut cmd = demo(&bin, &dir);
+        let mut cmd = demo_bin::command(&dir);
         cmd.env("KEYCARD_DEMO_ADDR", "127.0.0.1:0");
         for (k, v) in vars {
             cmd.env(k, v);

@@ -5,7 +5,10 @@
 //! does not build examples: build it first with `cargo build --example demo` and the same
 //! features. A missing binary fails the test; it never skips.
 
-use std::path::PathBuf;
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 /// `target/<profile>/examples/demo`, next to this test binary.
 pub fn demo_binary() -> PathBuf {
@@ -23,4 +26,23 @@ pub fn demo_binary() -> PathBuf {
         path.display()
     );
     path
+}
+
+/// A command running the demo in `dir`, with the demo's variables cleared so that the
+/// developer's environment does not leak in.
+pub fn command(dir: &Path) -> Command {
+    let mut cmd = Command::new(demo_binary());
+    cmd.current_dir(dir);
+    for var in [
+        "KEYCARD_DEMO_ADDR",
+        "KEYCARD_CONFIG",
+        "KEYCARD_STRATEGY",
+        "DATABASE_URL",
+        "REDIS_URL",
+        "REDIS_CLUSTER_URLS",
+        "RUST_LOG",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
 }

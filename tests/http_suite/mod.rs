@@ -180,6 +180,20 @@ pub async fn status(app: &Router, req: Request<Body>) -> StatusCode {
     send(app, req).await.status()
 }
 
+/// After a store outage ends, `/me` with `cookie` answers 200 again within 5 s without a
+/// restart, and meanwhile only 200 or 503 (never an anonymous answer).
+pub async fn recovers_without_restart(app: &Router, cookie: &str) {
+    for _ in 0..50 {
+        let s = status(app, get_req("/me", Some(cookie))).await;
+        assert!(s == 200 || s == 503, "only 200 or 503, got {s}");
+        if s == 200 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("does not recover without a restart");
+}
+
 // ---------------------------------------------------------------- the cases
 
 pub async fn login_sets_secure_cookie(f: Fixture) {
