@@ -113,9 +113,23 @@ impl TokenHash {
     /// Lowercase hex (64 characters): the public handle of a session, and the text form stores use.
     pub fn handle(&self) -> String {
         let mut out = String::with_capacity(64);
-        for b in self.0 {
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        self.push_handle(&mut out);
+        out
+    }
+
+    /// Appends the handle to `out` (how stores build keys without formatting machinery).
+    pub fn push_handle(&self, out: &mut String) {
+        let hex = self.hex();
+        // Only ASCII hex digits, so the UTF-8 check cannot fail.
+        out.push_str(std::str::from_utf8(&hex).unwrap_or_default());
+    }
+
+    /// The lowercase hex form as bytes, without allocating (what [`TokenHash::handle`] returns).
+    pub fn hex(&self) -> [u8; 64] {
+        let mut out = [0u8; 64];
+        for (pair, b) in out.chunks_exact_mut(2).zip(self.0) {
+            pair[0] = HEX[usize::from(b >> 4)];
+            pair[1] = HEX[usize::from(b & 0xf)];
         }
         out
     }

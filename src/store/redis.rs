@@ -31,7 +31,7 @@
 //!
 //! | key | type | content |
 //! |---|---|---|
-//! | `P:{s:<id>}` | string | a session: `last_seen|expires|absolute|<json>`, `PXAT expires` |
+//! | `P:{s:<id>}` | string | a session: `last_seen|expires|absolute|<fixed fields, binary>`, `PXAT expires` |
 //! | `P:{u:<h(subject)>}:si` | zset | the subject's session IDs scored by `created_at` |
 //! | `P:{u:<h(subject)>}:se` | zset | the same IDs scored by an upper bound of their expiry |
 //! | `P:{u:<h(subject)>}:sg` | zset | IDs removed from the index whose keys are being deleted |
@@ -148,7 +148,7 @@ use sha2::{Digest, Sha256};
 use super::{
     CreateOutcome, LimitPolicy, RefreshRecord, RefreshStore, Revocation, RevocationFeed,
     RevocationStore, RotateOutcome, RotateRequest, SessionLimit, SessionRecord, SessionStore,
-    StoreError, StoreErrorKind, StoreResult,
+    StoreError, StoreErrorKind, StoreResult, codec,
 };
 use crate::{
     clock::{from_millis, to_millis},
@@ -692,7 +692,13 @@ impl Keys {
     }
 
     fn session(&self, id: &TokenHash) -> String {
-        self.session_hex(&id.handle())
+        // The hot path (`load`): one allocation, no formatting machinery.
+        let mut key = String::with_capacity(self.prefix.len() + 69);
+        key.push_str(&self.prefix);
+        key.push_str(":{s:");
+        id.push_handle(&mut key);
+        key.push('}');
+        key
     }
 
     fn session_hex(&self, hex: &str) -> String {
@@ -760,69 +766,75 @@ impl Keys {
 // Record encoding
 // ---------------------------------------------------------------------------------------------
 
-/// The parts of a session that never change, as compact JSON.
-#[derive(Serialize, Deserialize)]
-struct SessionData<'a> {
-    s: Cow<'a, str>,
+/// The parts of a session that never change, as compact JSON: the form of records written before
+/// the binary form ([`codec`]); still read, never written.
+#[derive(Deserialize)]
+struct LegacySessionData {
+    s: String,
     #[serde(default)]
-    r: Cow<'a, [String]>,
-    #[serde(default, skip_serializing_if = "Map::is_empty")]
-    a: Cow<'a, Map<String, Json>>,
+    r: Vec<String>,
+    #[serde(default)]
+    a: Map<String, Json>,
     c: i64,
     t: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    ua: Option<Cow<'a, str>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    ip: Option<Cow<'a, str>>,
+    #[serde(default)]
+    ua: Option<String>,
+    #[serde(default)]
+    ip: Option<String>,
 }
 
-/// `last_seen|expires|absolute|<json>`: the times the touch script rewrites come first, so Lua
-/// never parses JSON.
-fn encode_session(r: &SessionRecord) -> StoreResult<String> {
-    let data = SessionData {
-        s: Cow::Borrowed(&r.subject),
-        r: Cow::Borrowed(&r.roles),
-        a: Cow::Borrowed(&r.attributes),
-        c: to_millis(r.created_at),
-        t: to_millis(r.authenticated_at),
-        ua: r.user_agent.as_deref().map(Cow::Borrowed),
-        ip: r.ip.as_deref().map(Cow::Borrowed),
-    };
-    let json = serde_json::to_string(&data).map_err(StoreError::corrupt)?;
-    Ok(format!(
-        "{}|{}|{}|{json}",
+/// `last_seen|expires|absolute|<fixed>`: the times the touch script rewrites come first, as
+/// decimal text, so Lua never parses the rest; `<fixed>` is the binary form of [`codec`].
+fn encode_session(r: &SessionRecord) -> StoreResult<Vec<u8>> {
+    let mut out = format!(
+        "{}|{}|{}|",
         to_millis(r.last_seen_at),
         to_millis(r.expires_at),
         to_millis(r.absolute_expires_at)
-    ))
+    )
+    .into_bytes();
+    codec::encode(r, &mut out)?;
+    Ok(out)
 }
 
 fn decode_session(id: TokenHash, raw: &[u8]) -> StoreResult<SessionRecord> {
-    let text = std::str::from_utf8(raw).map_err(StoreError::corrupt)?;
-    let mut parts = text.splitn(4, '|');
+    let mut rest = raw;
     let mut time = || -> StoreResult<i64> {
-        parts
-            .next()
-            .and_then(|p| p.parse().ok())
-            .ok_or_else(|| corrupt("malformed session record"))
+        let end = memchr::memchr(b'|', rest).ok_or_else(|| corrupt("malformed session record"))?;
+        let value = std::str::from_utf8(&rest[..end])
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| corrupt("malformed session record"))?;
+        rest = &rest[end + 1..];
+        Ok(value)
     };
     let (last_seen, expires, absolute) = (time()?, time()?, time()?);
-    let json = parts
-        .next()
-        .ok_or_else(|| corrupt("malformed session record"))?;
-    let data: SessionData<'static> = serde_json::from_str(json).map_err(StoreError::corrupt)?;
+    let fixed = if rest.first() == Some(&codec::MARKER) {
+        codec::decode(rest)?
+    } else {
+        let d: LegacySessionData = serde_json::from_slice(rest).map_err(StoreError::corrupt)?;
+        codec::Fixed {
+            subject: d.s,
+            roles: d.r,
+            attributes: d.a,
+            created_at: d.c,
+            authenticated_at: d.t,
+            user_agent: d.ua,
+            ip: d.ip,
+        }
+    };
     Ok(SessionRecord {
         id,
-        subject: data.s.into_owned(),
-        roles: data.r.into_owned(),
-        attributes: data.a.into_owned(),
-        created_at: from_millis(data.c),
+        subject: fixed.subject,
+        roles: fixed.roles,
+        attributes: fixed.attributes,
+        created_at: from_millis(fixed.created_at),
         last_seen_at: from_millis(last_seen),
-        authenticated_at: from_millis(data.t),
+        authenticated_at: from_millis(fixed.authenticated_at),
         expires_at: from_millis(expires),
         absolute_expires_at: from_millis(absolute),
-        user_agent: data.ua.map(Cow::into_owned),
-        ip: data.ip.map(Cow::into_owned),
+        user_agent: fixed.user_agent,
+        ip: fixed.ip,
     })
 }
 
@@ -2313,10 +2325,34 @@ mod tests {
             ip: None,
         };
         let encoded = encode_session(&record).unwrap();
+        assert_eq!(decode_session(record.id, &encoded).unwrap(), record);
+        assert!(decode_session(record.id, b"1|2|x").is_err());
+        assert!(decode_session(record.id, b"1|2|3|").is_err());
+        assert!(decode_session(record.id, b"1|x|3|{}").is_err());
+
+        // Records written in the JSON form before the binary one are still read.
+        let legacy = format!(
+            "{}|{}|{}|{}",
+            to_millis(record.last_seen_at),
+            to_millis(record.expires_at),
+            to_millis(record.absolute_expires_at),
+            serde_json::json!({
+                "s": record.subject, "r": record.roles, "a": record.attributes,
+                "c": to_millis(record.created_at), "t": to_millis(record.authenticated_at),
+                "ua": record.user_agent,
+            })
+        );
         assert_eq!(
-            decode_session(record.id, encoded.as_bytes()).unwrap(),
+            decode_session(record.id, legacy.as_bytes()).unwrap(),
             record
         );
-        assert!(decode_session(record.id, b"1|2|x").is_err());
+    }
+
+    #[test]
+    fn session_keys_are_built_as_documented() {
+        let keys = Keys::new("app").unwrap();
+        let id = TokenHash::from_bytes([0xab; 32]);
+        assert_eq!(keys.session(&id), keys.session_hex(&id.handle()));
+        assert_eq!(keys.session(&id), format!("app:{{s:{}}}", "ab".repeat(32)));
     }
 }

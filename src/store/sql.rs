@@ -882,7 +882,7 @@ impl<'r> sqlx::Decode<'r, sqlx::MySql> for Text {
     }
 }
 
-#[derive(FromRow)]
+/// A row of `SELECT {SESSION_COLUMNS}`, read by position (the hot path: no column-name lookups).
 struct SessionRow {
     id: Vec<u8>,
     subject: Text,
@@ -895,6 +895,31 @@ struct SessionRow {
     absolute_expires_at: i64,
     user_agent: Option<Text>,
     ip: Option<Text>,
+}
+
+impl<'r, R: sqlx::Row> FromRow<'r, R> for SessionRow
+where
+    usize: sqlx::ColumnIndex<R>,
+    Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Text: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        // The order of SESSION_COLUMNS.
+        Ok(Self {
+            id: row.try_get(0)?,
+            subject: row.try_get(1)?,
+            roles: row.try_get(2)?,
+            attributes: row.try_get(3)?,
+            created_at: row.try_get(4)?,
+            last_seen_at: row.try_get(5)?,
+            authenticated_at: row.try_get(6)?,
+            expires_at: row.try_get(7)?,
+            absolute_expires_at: row.try_get(8)?,
+            user_agent: row.try_get(9)?,
+            ip: row.try_get(10)?,
+        })
+    }
 }
 
 impl SessionRow {

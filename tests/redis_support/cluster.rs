@@ -155,8 +155,24 @@ impl Cluster {
         false
     }
 
-    /// The port of the primary serving `key`'s slot, as `CLUSTER SLOTS` on a live node says.
+    /// The port of the primary serving `key`'s slot, as `CLUSTER NODES` on a live node says.
+    /// Right after a failover a node's view may briefly show no primary for the slot, so this
+    /// asks again for up to 15 s.
     pub fn primary_for(&self, key: &str) -> u16 {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(port) = self.try_primary_for(key) {
+                return port;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no primary serves the slot of {key}"
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn try_primary_for(&self, key: &str) -> Option<u16> {
         let port = self.live_ports()[0];
         let slot: u16 = cli(port, &["CLUSTER", "KEYSLOT", key])
             .trim()
@@ -177,15 +193,16 @@ impl Cluster {
                     && (lo..=hi).contains(&slot)
                 {
                     let addr = fields[1].split('@').next().unwrap_or_default();
-                    return addr
-                        .rsplit(':')
-                        .next()
-                        .and_then(|p| p.parse().ok())
-                        .expect("node port");
+                    return Some(
+                        addr.rsplit(':')
+                            .next()
+                            .and_then(|p| p.parse().ok())
+                            .expect("node port"),
+                    );
                 }
             }
         }
-        panic!("no primary serves slot {slot}");
+        None
     }
 
     /// The node ID of the node on `port`.
