@@ -487,7 +487,12 @@ async fn redis_store(config: &KeycardConfig) -> Result<crate::store::redis::Redi
         .redis
         .as_ref()
         .ok_or_else(|| Error::config("redis.url", "required for this strategy"))?;
-    let mut options = RedisOptions::default();
+    let mut options = RedisOptions {
+        // One deadline for a store call: the strategy relies on the store's own (see
+        // `SessionStore::call_timeout`).
+        timeout: config.session.store_timeout,
+        ..RedisOptions::default()
+    };
     if let Some(prefix) = &r.key_prefix {
         options.key_prefix = prefix.clone();
     }

@@ -11,7 +11,10 @@
 //! - Multi-step operations (creation under a session limit, rotation, refresh rotation) are
 //!   atomic: concurrent callers cannot observe or produce a state between the steps.
 
-use std::{fmt, time::SystemTime};
+use std::{
+    fmt,
+    time::{Duration, SystemTime},
+};
 
 use async_trait::async_trait;
 use futures_util::stream::BoxStream;
@@ -175,6 +178,16 @@ pub enum CreateOutcome {
 /// checks them.
 #[async_trait]
 pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
+    /// The deadline this store itself puts on every call, if it has one.
+    ///
+    /// [`ServerSessions`](crate::strategy::ServerSessions) bounds each store call by its
+    /// `store_timeout`; when the store already enforces a deadline no longer than that, the
+    /// strategy relies on it instead of starting a second timer per call. The default, `None`,
+    /// means the store promises nothing and the strategy always applies its own timeout.
+    fn call_timeout(&self) -> Option<Duration> {
+        None
+    }
+
     /// Inserts `record` if no record with its ID exists. With a `limit`, counts the subject's live
     /// sessions (`expires_at > record.created_at`) and applies the policy, atomically with the
     /// insert: concurrent creations never exceed the limit.

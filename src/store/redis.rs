@@ -1675,6 +1675,10 @@ impl SessionStore for RedisStore {
         self.run(self.create_inner(record, limit)).await
     }
 
+    fn call_timeout(&self) -> Option<Duration> {
+        Some(self.inner.options.timeout)
+    }
+
     async fn load(&self, id: &TokenHash, now: SystemTime) -> StoreResult<Option<SessionRecord>> {
         self.run(self.load_inner(id, now)).await
     }

@@ -70,12 +70,18 @@ pub struct ServerSessions {
     events: Events,
     kind: StrategyKind,
     cache: Option<Arc<SessionCache>>,
+    /// Whether the store bounds its own calls within `store_timeout` (no second timer needed).
+    store_bounded: bool,
 }
 
 impl ServerSessions {
     /// Server sessions over `store` with the system clock and no event hook.
     pub fn new(store: Arc<dyn SessionStore>, settings: ServerSettings) -> Self {
+        let store_bounded = store
+            .call_timeout()
+            .is_some_and(|t| t <= settings.store_timeout);
         Self {
+            store_bounded,
             store,
             settings,
             clock: Arc::new(SystemClock),
@@ -158,7 +164,11 @@ impl ServerSessions {
         &self,
         fut: impl Future<Output = crate::store::StoreResult<T>>,
     ) -> Result<T> {
-        with_timeout(self.settings.store_timeout, fut).await
+        if self.store_bounded {
+            fut.await.map_err(Into::into)
+        } else {
+            with_timeout(self.settings.store_timeout, fut).await
+        }
     }
 
     fn principal(record: SessionRecord, handle: String) -> Principal {
@@ -443,5 +453,105 @@ impl SessionStrategy for ServerSessions {
             Some(_) => Ok(()),
             None => Err(Error::new(ErrorKind::Revoked)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::{
+        store::{MemoryStore, StoreError, StoreErrorKind, StoreResult},
+        strategy::CredentialSource,
+    };
+
+    /// A store whose reads never finish, claiming (or not) a deadline of its own; when it claims
+    /// one, its reads fail with a timeout once that much time has passed, as a real store would.
+    #[derive(Debug)]
+    struct Hung {
+        inner: MemoryStore,
+        own: Option<Duration>,
+    }
+
+    #[async_trait]
+    impl SessionStore for Hung {
+        fn call_timeout(&self) -> Option<Duration> {
+            self.own
+        }
+        async fn create(
+            &self,
+            record: &SessionRecord,
+            limit: Option<SessionLimit>,
+        ) -> StoreResult<CreateOutcome> {
+            self.inner.create(record, limit).await
+        }
+        async fn load(&self, _: &TokenHash, _: SystemTime) -> StoreResult<Option<SessionRecord>> {
+            match self.own {
+                Some(own) => tokio::time::sleep(own).await,
+                None => std::future::pending::<()>().await,
+            }
+            Err(StoreError::new(StoreErrorKind::Timeout))
+        }
+        async fn touch(
+            &self,
+            id: &TokenHash,
+            seen: SystemTime,
+            exp: SystemTime,
+        ) -> StoreResult<bool> {
+            self.inner.touch(id, seen, exp).await
+        }
+        async fn rotate(&self, old: &TokenHash, new: &SessionRecord) -> StoreResult<bool> {
+            self.inner.rotate(old, new).await
+        }
+        async fn delete(&self, subject: &str, id: &TokenHash) -> StoreResult<bool> {
+            self.inner.delete(subject, id).await
+        }
+        async fn delete_all(&self, subject: &str) -> StoreResult<u64> {
+            self.inner.delete_all(subject).await
+        }
+        async fn list(&self, subject: &str, now: SystemTime) -> StoreResult<Vec<SessionRecord>> {
+            self.inner.list(subject, now).await
+        }
+        async fn sweep(&self, now: SystemTime) -> StoreResult<u64> {
+            SessionStore::sweep(&self.inner, now).await
+        }
+    }
+
+    /// How long a read of a hung store takes to fail, and with what status.
+    async fn failure(own: Option<Duration>) -> (Duration, http::StatusCode) {
+        let settings = ServerSettings {
+            store_timeout: Duration::from_secs(2),
+            ..ServerSettings::default()
+        };
+        let store = Hung {
+            inner: MemoryStore::new(),
+            own,
+        };
+        let sessions = ServerSessions::new(Arc::new(store), settings);
+        let token = OpaqueToken::generate().unwrap();
+        let started = tokio::time::Instant::now();
+        let credential = Credential {
+            value: token.expose_secret(),
+            source: CredentialSource::Cookie,
+        };
+        let error = sessions.authenticate(credential).await.unwrap_err();
+        (started.elapsed(), error.status())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_store_call_is_bounded_by_the_store_timeout() {
+        // No deadline of its own: the strategy's 2 s apply.
+        let (took, status) = failure(None).await;
+        assert_eq!(status, 503);
+        assert_eq!(took, Duration::from_secs(2));
+        // A longer deadline of its own does not stretch the strategy's.
+        let (took, status) = failure(Some(Duration::from_secs(60))).await;
+        assert_eq!(status, 503);
+        assert_eq!(took, Duration::from_secs(2));
+        // A shorter one is relied on: it fails first, with the same status.
+        let (took, status) = failure(Some(Duration::from_millis(500))).await;
+        assert_eq!(status, 503);
+        assert_eq!(took, Duration::from_millis(500));
     }
 }
