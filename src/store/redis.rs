@@ -797,14 +797,31 @@ fn encode_session(r: &SessionRecord) -> StoreResult<Vec<u8>> {
     Ok(out)
 }
 
+/// An optionally negative decimal integer, as Lua's `%-?%d+` matches it and the scripts write it.
+fn decimal(text: &[u8]) -> Option<i64> {
+    let (negative, digits) = match text {
+        [b'-', digits @ ..] => (true, digits),
+        digits => (false, digits),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut value: i64 = 0;
+    for &d in digits {
+        let d = d.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        value = value.checked_mul(10)?.checked_add(i64::from(d))?;
+    }
+    Some(if negative { -value } else { value })
+}
+
 fn decode_session(id: TokenHash, raw: &[u8]) -> StoreResult<SessionRecord> {
     let mut rest = raw;
     let mut time = || -> StoreResult<i64> {
         let end = memchr::memchr(b'|', rest).ok_or_else(|| corrupt("malformed session record"))?;
-        let value = std::str::from_utf8(&rest[..end])
-            .ok()
-            .and_then(|t| t.parse().ok())
-            .ok_or_else(|| corrupt("malformed session record"))?;
+        let value = decimal(&rest[..end]).ok_or_else(|| corrupt("malformed session record"))?;
         rest = &rest[end + 1..];
         Ok(value)
     };
@@ -2350,6 +2367,28 @@ mod tests {
             decode_session(record.id, legacy.as_bytes()).unwrap(),
             record
         );
+    }
+
+    #[test]
+    fn decimals_read_as_the_scripts_write_them() {
+        for (text, value) in [
+            ("0", Some(0)),
+            ("1700000000123", Some(1_700_000_000_123)),
+            ("-5", Some(-5)),
+            ("9223372036854775807", Some(i64::MAX)),
+            ("9223372036854775808", None),
+            ("", None),
+            ("-", None),
+            ("+1", None),
+            ("1 ", None),
+            ("1.5", None),
+            ("--1", None),
+        ] {
+            assert_eq!(decimal(text.as_bytes()), value, "{text:?}");
+            if let Some(v) = value {
+                assert_eq!(text.parse::<i64>().ok(), Some(v));
+            }
+        }
     }
 
     #[test]
