@@ -628,6 +628,15 @@ trait Backend: Database {
     ) -> BoxFuture<'e, Result<Vec<T>, sqlx::Error>>
     where
         E: 'e + Executor<'c, Database = Self>;
+
+    /// The first row, if any: for lookups by primary key (no row stream, no `Vec`).
+    fn row<'e, 'c: 'e, E, T: SqlRow>(
+        ex: E,
+        sql: &'e str,
+        args: &'e [Arg<'e>],
+    ) -> BoxFuture<'e, Result<Option<T>, sqlx::Error>>
+    where
+        E: 'e + Executor<'c, Database = Self>;
 }
 
 macro_rules! backend {
@@ -681,6 +690,23 @@ macro_rules! backend {
                         .collect()
                 })
             }
+
+            fn row<'e, 'c: 'e, E, T: SqlRow>(
+                ex: E,
+                sql: &'e str,
+                args: &'e [Arg<'e>],
+            ) -> BoxFuture<'e, Result<Option<T>, sqlx::Error>>
+            where
+                E: 'e + Executor<'c, Database = Self>,
+            {
+                Box::pin(async move {
+                    let query = Self::query(sql, args);
+                    let row = query.fetch_optional(ex).await?;
+                    row.as_ref()
+                        .map(|row| <T as FromRow<'_, $row>>::from_row(row))
+                        .transpose()
+                })
+            }
         }
     };
 }
@@ -710,6 +736,18 @@ where
     E::Database: Backend,
 {
     <E::Database as Backend>::rows(ex, sql, args)
+}
+
+fn row<'e, 'c: 'e, E, T: SqlRow>(
+    ex: E,
+    sql: &'e str,
+    args: &'e [Arg<'e>],
+) -> BoxFuture<'e, Result<Option<T>, sqlx::Error>>
+where
+    E: 'e + Executor<'c>,
+    E::Database: Backend,
+{
+    <E::Database as Backend>::row(ex, sql, args)
 }
 
 #[derive(Clone)]
@@ -743,6 +781,10 @@ impl Pool {
 
     async fn rows<T: SqlRow>(&self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Vec<T>> {
         dispatch!(self, Pool, p => rows(p, sql, args).await).map_err(db_error)
+    }
+
+    async fn row<T: SqlRow>(&self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Option<T>> {
+        dispatch!(self, Pool, p => row(p, sql, args).await).map_err(db_error)
     }
 
     async fn insert(&self, sql: &str, args: &[Arg<'_>]) -> StoreResult<bool> {
@@ -900,24 +942,27 @@ struct SessionRow {
 impl<'r, R: sqlx::Row> FromRow<'r, R> for SessionRow
 where
     usize: sqlx::ColumnIndex<R>,
-    Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    Text: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Vec<u8>: sqlx::Decode<'r, R::Database>,
+    Text: sqlx::Decode<'r, R::Database>,
+    i64: sqlx::Decode<'r, R::Database>,
 {
     fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
-        // The order of SESSION_COLUMNS.
+        // The order of SESSION_COLUMNS. The schema is keycard's own (its migrations), so the
+        // column types are known: decoding skips sqlx's per-column type-compatibility lookup.
+        // Each decoder still refuses a value of the wrong shape (length, UTF-8), which then
+        // surfaces as a corrupt record.
         Ok(Self {
-            id: row.try_get(0)?,
-            subject: row.try_get(1)?,
-            roles: row.try_get(2)?,
-            attributes: row.try_get(3)?,
-            created_at: row.try_get(4)?,
-            last_seen_at: row.try_get(5)?,
-            authenticated_at: row.try_get(6)?,
-            expires_at: row.try_get(7)?,
-            absolute_expires_at: row.try_get(8)?,
-            user_agent: row.try_get(9)?,
-            ip: row.try_get(10)?,
+            id: row.try_get_unchecked(0)?,
+            subject: row.try_get_unchecked(1)?,
+            roles: row.try_get_unchecked(2)?,
+            attributes: row.try_get_unchecked(3)?,
+            created_at: row.try_get_unchecked(4)?,
+            last_seen_at: row.try_get_unchecked(5)?,
+            authenticated_at: row.try_get_unchecked(6)?,
+            expires_at: row.try_get_unchecked(7)?,
+            absolute_expires_at: row.try_get_unchecked(8)?,
+            user_agent: row.try_get_unchecked(9)?,
+            ip: row.try_get_unchecked(10)?,
         })
     }
 }
@@ -1157,11 +1202,8 @@ impl SessionStore for SqlStore {
 
     async fn load(&self, id: &TokenHash, now: SystemTime) -> StoreResult<Option<SessionRecord>> {
         let args = [Arg::Bytes(id.as_bytes()), Arg::Int(to_millis(now))];
-        let rows: Vec<SessionRow> = self.pool.rows(&self.sql.session_load, &args).await?;
-        rows.into_iter()
-            .next()
-            .map(SessionRow::into_record)
-            .transpose()
+        let row: Option<SessionRow> = self.pool.row(&self.sql.session_load, &args).await?;
+        row.map(SessionRow::into_record).transpose()
     }
 
     async fn touch(
