@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::server::{cli, free_port, scratch_dir, spawn_redis, spawn_watchdog, wait_for_ping};
+use super::server::{cli, scratch_dir, spawn_on_free_port, spawn_watchdog};
 
 /// A running cluster. Dropping it kills every node.
 pub struct Cluster {
@@ -25,32 +25,24 @@ impl Cluster {
     /// Starts 6 nodes with `cluster-node-timeout` = `node_timeout_ms` and forms the cluster.
     pub fn start(node_timeout_ms: u32) -> Self {
         let dir = scratch_dir("cluster");
-        let mut ports: Vec<u16> = Vec::new();
-        while ports.len() < 6 {
-            let p = free_port();
-            if !ports.contains(&p) {
-                ports.push(p);
-            }
-        }
         let timeout = node_timeout_ms.to_string();
+        let mut ports: Vec<u16> = Vec::new();
         let mut nodes = Vec::new();
-        for &port in &ports {
-            let conf = dir.join(format!("nodes-{port}.conf"));
-            let conf = conf.to_string_lossy().into_owned();
-            let child = spawn_redis(
-                port,
-                &dir,
-                &[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    &conf,
-                    "--cluster-node-timeout",
-                    &timeout,
-                    "--cluster-replica-validity-factor",
-                    "0",
-                ],
-            );
+        while nodes.len() < 6 {
+            let (port, child) = spawn_on_free_port(&dir, &ports, |port| {
+                let conf = dir.join(format!("nodes-{port}.conf"));
+                vec![
+                    "--cluster-enabled".into(),
+                    "yes".into(),
+                    "--cluster-config-file".into(),
+                    conf.to_string_lossy().into_owned(),
+                    "--cluster-node-timeout".into(),
+                    timeout.clone(),
+                    "--cluster-replica-validity-factor".into(),
+                    "0".into(),
+                ]
+            });
+            ports.push(port);
             nodes.push((port, child));
         }
         let pids: Vec<u32> = nodes.iter().map(|(_, c)| c.id()).collect();
@@ -61,9 +53,6 @@ impl Cluster {
             dir,
             watchdog: Mutex::new(watchdog),
         };
-        for &port in &ports {
-            wait_for_ping(port, Duration::from_secs(10));
-        }
         let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let out = Command::new("redis-cli")
             .arg("--cluster")

@@ -60,6 +60,40 @@ pub fn spawn_redis(port: u16, dir: &Path, extra: &[&str]) -> Child {
         .expect("spawn redis-server (is it installed?)")
 }
 
+/// Spawns `redis-server` on a free port (not one of `taken`) with the arguments `extra` gives for
+/// that port, and waits until it answers. A port is only free when it is picked: another process
+/// (a test's outgoing connection, another server) may bind it, or its cluster bus port, before
+/// the server does, and the server then exits at once. So a server that exits is started again on
+/// another port.
+pub fn spawn_on_free_port(
+    dir: &Path,
+    taken: &[u16],
+    extra: impl Fn(u16) -> Vec<String>,
+) -> (u16, Child) {
+    for _ in 0..20 {
+        let port = free_port();
+        if taken.contains(&port) {
+            continue;
+        }
+        let args = extra(port);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut child = spawn_redis(port, dir, &args);
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if ping(port) {
+                return (port, child);
+            }
+            if child.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("could not start redis-server on a free port (see the logs in {dir:?})");
+}
+
 /// Spawns a shell that kills `pids` and removes `dir` once this test process has exited.
 pub fn spawn_watchdog(pids: &[u32], dir: &Path) -> Option<Child> {
     let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
@@ -131,11 +165,9 @@ pub struct Standalone {
 impl Standalone {
     /// Starts a server on a free port and waits until it answers.
     pub fn start() -> Self {
-        let port = free_port();
         let dir = scratch_dir("redis");
-        let child = spawn_redis(port, &dir, &[]);
+        let (port, child) = spawn_on_free_port(&dir, &[], |_| Vec::new());
         let watchdog = spawn_watchdog(&[child.id()], &dir);
-        wait_for_ping(port, Duration::from_secs(10));
         Self {
             port,
             child: Some(child),
