@@ -230,4 +230,21 @@ mod tests {
         assert!(TokenHash::from_handle("zz").is_none());
         assert!(TokenHash::from_handle(&h.handle().to_uppercase()).is_none());
     }
+
+    #[test]
+    fn handles_are_lowercase_hex_of_every_byte() {
+        for start in (0u8..=224).step_by(32) {
+            let mut bytes = [0u8; 32];
+            for (i, b) in bytes.iter_mut().enumerate() {
+                *b = start + i as u8;
+            }
+            let h = TokenHash::from_bytes(bytes);
+            let expected: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(h.handle(), expected);
+            assert_eq!(h.hex().as_slice(), expected.as_bytes());
+            let mut pushed = String::from("p:");
+            h.push_handle(&mut pushed);
+            assert_eq!(pushed, format!("p:{expected}"));
+        }
+    }
 }
