@@ -112,16 +112,15 @@ impl TokenHash {
 
     /// Lowercase hex (64 characters): the public handle of a session, and the text form stores use.
     pub fn handle(&self) -> String {
-        let mut out = String::with_capacity(64);
-        self.push_handle(&mut out);
-        out
+        self.with_handle(str::to_owned)
     }
 
-    /// Appends the handle to `out` (how stores build keys without formatting machinery).
-    pub fn push_handle(&self, out: &mut String) {
+    /// Calls `f` with the handle, formatted on the stack (stores build keys from it without a
+    /// second allocation).
+    pub(crate) fn with_handle<R>(&self, f: impl FnOnce(&str) -> R) -> R {
         let hex = self.hex();
         // Only ASCII hex digits, so the UTF-8 check cannot fail.
-        out.push_str(std::str::from_utf8(&hex).unwrap_or_default());
+        f(std::str::from_utf8(&hex).unwrap_or_default())
     }
 
     /// The lowercase hex form as bytes, without allocating (what [`TokenHash::handle`] returns).
@@ -242,9 +241,7 @@ mod tests {
             let expected: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
             assert_eq!(h.handle(), expected);
             assert_eq!(h.hex().as_slice(), expected.as_bytes());
-            let mut pushed = String::from("p:");
-            h.push_handle(&mut pushed);
-            assert_eq!(pushed, format!("p:{expected}"));
+            assert_eq!(h.with_handle(|s| format!("p:{s}")), format!("p:{expected}"));
         }
     }
 }

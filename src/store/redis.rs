@@ -692,17 +692,18 @@ impl Keys {
     }
 
     fn session(&self, id: &TokenHash) -> String {
-        // The hot path (`load`): one allocation, no formatting machinery.
-        let mut key = String::with_capacity(self.prefix.len() + 69);
-        key.push_str(&self.prefix);
-        key.push_str(":{s:");
-        id.push_handle(&mut key);
-        key.push('}');
-        key
+        id.with_handle(|hex| self.session_hex(hex))
     }
 
+    /// The key of the session whose handle is `hex`: one allocation, no formatting machinery
+    /// (`load`, the hot path, builds one per request).
     fn session_hex(&self, hex: &str) -> String {
-        format!("{}:{{s:{hex}}}", self.prefix)
+        let mut key = String::with_capacity(self.prefix.len() + hex.len() + 5);
+        key.push_str(&self.prefix);
+        key.push_str(":{s:");
+        key.push_str(hex);
+        key.push('}');
+        key
     }
 
     /// `(si, se, sg)`: by creation, by expiry, pending removal.
