@@ -6,8 +6,8 @@
 # complements scripts/bench-report.sh: the ratios there are what the limits apply to, and this
 # says how much work keycard adds to each floor, without the round trip's noise.
 #
-#   scripts/bench-instructions.sh                    # every floor pair of both bench targets
-#   scripts/bench-instructions.sh session/redis      # one pair (the function and its floor)
+#   scripts/bench-instructions.sh                    # every row of both bench targets
+#   scripts/bench-instructions.sh session/redis      # one row (the function and its baseline)
 #
 # Per request = instructions of the whole bench routine (criterion's `--profile-time` loop plus
 # the one-off setup, which is the same for every function of a target) divided by the requests
@@ -26,6 +26,11 @@ case "${1:-}" in -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;
 PAIRS=()
 for alg in hs256 es256 eddsa rs256; do PAIRS+=("jwt cold_$alg floor_$alg"); done
 for store in redis postgres sqlite; do PAIRS+=("session $store floor_$store"); done
+# The in-process rows: a verified-token cache hit and a session cache hit against the bare router,
+# and the in-memory store against tower-sessions.
+for alg in hs256 es256 eddsa rs256; do PAIRS+=("jwt warm_$alg bare_router"); done
+for store in redis postgres sqlite; do PAIRS+=("session ${store}_cached bare_router"); done
+PAIRS+=("session memory tower_sessions_memory")
 if [ $# -gt 0 ]; then
     wanted=()
     for pair in "${PAIRS[@]}"; do
@@ -85,16 +90,17 @@ print("missing" if not requests or total is None else round(total / requests))
 PY
 }
 
-echo "| pair | floor (instructions / request) | keycard | keycard − floor |"
-echo "|---|---:|---:|---:|"
+echo "| row | baseline | baseline (instructions / request) | keycard | keycard − baseline | ratio |"
+echo "|---|---|---:|---:|---:|---:|"
 for pair in "${PAIRS[@]}"; do
     read -r group keycard floor <<<"$pair"
     echo ">> callgrind $group/$floor and $group/$keycard" >&2
     f="$(count "$group" "$floor")"
     k="$(count "$group" "$keycard")"
     if [ "$f" = missing ] || [ "$k" = missing ]; then
-        echo "| $group/$keycard | $f | $k | missing |"
+        echo "| $group/$keycard | $floor | $f | $k | missing | missing |"
     else
-        echo "| $group/$keycard | $f | $k | $((k - f)) |"
+        ratio="$(python3 -c "print(f'{$k / $f:.3f}')")"
+        echo "| $group/$keycard | $floor | $f | $k | $((k - f)) | $ratio |"
     fi
 done

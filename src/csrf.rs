@@ -99,12 +99,13 @@ impl CsrfConfig {
         }
     }
 
-    /// The signed double-submit check for a request carrying the session cookie `cookie_value`.
-    pub(crate) fn check_token(
+    /// The signed double-submit check for a request carrying the session cookie `cookie_value`
+    /// (read only when an unsafe method needs it).
+    pub(crate) fn check_token<'v>(
         &self,
         method: &Method,
         headers: &HeaderMap,
-        cookie_value: &str,
+        cookie_value: impl FnOnce() -> &'v str,
     ) -> Result<(), Refusal> {
         let Some(secret) = &self.double_submit_secret else {
             return Ok(());
@@ -113,7 +114,7 @@ impl CsrfConfig {
             return Ok(());
         }
         match headers.get(TOKEN_HEADER) {
-            Some(t) if token_matches(secret, cookie_value, t.as_bytes()) => Ok(()),
+            Some(t) if token_matches(secret, cookie_value(), t.as_bytes()) => Ok(()),
             _ => Err(Refusal {
                 origin: None,
                 fetch_site: None,

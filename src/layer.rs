@@ -323,7 +323,7 @@ where
                 Some(Ok(l)) if l.source == CredentialSource::Cookie => {
                     shared
                         .csrf
-                        .check_token(req.method(), req.headers(), l.value())
+                        .check_token(req.method(), req.headers(), || l.value())
                 }
                 _ => Ok(()),
             });

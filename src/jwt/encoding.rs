@@ -8,6 +8,8 @@ use base64::{
     engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
 };
 
+pub(crate) use crate::token::b64url_decode_into;
+
 /// One PEM block: its label and DER bytes.
 pub(crate) struct PemBlock {
     pub(crate) label: String,
@@ -73,30 +75,6 @@ pub(crate) fn b64url(input: &str) -> Result<Vec<u8>, base64::DecodeError> {
 /// Encodes unpadded base64url.
 pub(crate) fn b64url_encode(input: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(input)
-}
-
-/// Decodes strict unpadded base64url into `out`, returning the decoded length; `None` when the
-/// input has a character outside the alphabet, padding, an impossible length, non-zero trailing
-/// bits (so every byte string has exactly one accepted spelling), or `out` is too small.
-///
-/// The request path's decoder: no allocation, and SIMD (`base64-simd`, chosen at run time for
-/// the CPU) rather than a table lookup per character, which made decoding a token's claims the
-/// largest cost of a cold HS256 verification after the HMAC itself. A test holds it to the
-/// `base64` crate's strict decoder.
-#[inline]
-pub(crate) fn b64url_decode_into(input: &[u8], out: &mut [u8]) -> Option<usize> {
-    let out_len = input.len() / 4 * 3
-        + match input.len() % 4 {
-            0 => 0,
-            2 => 1,
-            3 => 2,
-            _ => return None,
-        };
-    let out = out.get_mut(..out_len)?;
-    let decoded = base64_simd::URL_SAFE_NO_PAD
-        .decode(input, base64_simd::Out::from_slice(out))
-        .ok()?;
-    Some(decoded.len())
 }
 
 const TAG_INTEGER: u8 = 0x02;

@@ -135,7 +135,7 @@ use std::{
 use async_trait::async_trait;
 use futures_util::{StreamExt, future::try_join_all};
 use redis::{
-    Cmd, Pipeline, RedisError, RedisFuture, Script, Value,
+    Cmd, Pipeline, RedisError, RedisFuture, RedisWrite, Script, ToRedisArgs, Value,
     aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
     cluster::ClusterClientBuilder,
     cluster_async::ClusterConnection,
@@ -170,7 +170,10 @@ pub struct RedisOptions {
     pub timeout: Duration,
     /// Deadline of one TCP connection attempt (and of the initial connection). Default 1 s.
     pub connection_timeout: Duration,
-    /// Deadline of one command's reply on an open connection. Default 1 s.
+    /// Deadline of one command's reply on an open cluster connection, after which the cluster
+    /// client may retry elsewhere. Default 1 s. On a single node a command has nowhere else to
+    /// go, so its reply is bounded by [`RedisOptions::timeout`] alone: one timer per operation
+    /// rather than one more per command.
     pub response_timeout: Duration,
     /// How many times the cluster client retries a command after a redirection or a connection
     /// error (it re-reads the topology in between). Default 3. Ignored on a single node.
@@ -181,8 +184,9 @@ pub struct RedisOptions {
     /// [`StoreErrorKind::Unavailable`] although the primary has applied the write.
     pub wait_replicas: u32,
     /// How long `WAIT` may block. Default 500 ms, and never more than three quarters of
-    /// [`RedisOptions::response_timeout`] (so that the reply arrives before the connection gives
-    /// up on it). Used only when [`RedisOptions::wait_replicas`] is above 0.
+    /// [`RedisOptions::response_timeout`] (so that a cluster connection does not give up on the
+    /// reply first). Keep it well under [`RedisOptions::timeout`], which bounds the whole
+    /// operation. Used only when [`RedisOptions::wait_replicas`] is above 0.
     pub wait_timeout: Duration,
     /// How often the revocation feed ([`RevocationStore::subscribe`]) pings its connection.
     /// Default 5 s. A feed whose ping fails or takes longer than [`RedisOptions::timeout`] ends
@@ -292,9 +296,11 @@ impl RedisStore {
         let keys = Keys::new(&options.key_prefix)?;
         let client = redis::Client::open(url)
             .map_err(|e| Error::config("redis.url", "not a valid Redis URL").with_source(e))?;
+        // No response timeout on the connection: every operation runs under `options.timeout`
+        // (`RedisStore::run`), and a reply that times out would not make the manager reconnect
+        // anyway (only a broken connection does), so a second timer per command bought nothing.
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(options.connection_timeout)
-            .set_response_timeout(options.response_timeout)
             .set_number_of_retries(2)
             .set_factor(50)
             .set_max_delay(1_000);
@@ -434,7 +440,8 @@ impl RedisStore {
         let conn = self.writer();
         let durability = self.durability();
         let keys: Vec<String> = ids.iter().map(|h| self.inner.keys.session_hex(h)).collect();
-        let task = tokio::spawn(async move {
+        let limit = self.inner.options.timeout;
+        let task = tokio::spawn(tokio::time::timeout(limit, async move {
             let deleted = try_join_all(keys.iter().map(|key| {
                 let mut c = conn.clone();
                 async move {
@@ -456,8 +463,11 @@ impl RedisStore {
                 .await
                 .map_err(store_err)?;
             Ok::<_, StoreError>(deleted)
-        });
-        task.await.map_err(StoreError::unavailable)?
+        }));
+        match task.await.map_err(StoreError::unavailable)? {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::new(StoreErrorKind::Timeout)),
+        }
     }
 
     /// Keys matching `pattern` on every primary.
@@ -695,15 +705,27 @@ impl Keys {
         id.with_handle(|hex| self.session_hex(hex))
     }
 
-    /// The key of the session whose handle is `hex`: one allocation, no formatting machinery
-    /// (`load`, the hot path, builds one per request).
+    /// The key of the session whose handle is `hex`: one allocation, no formatting machinery.
     fn session_hex(&self, hex: &str) -> String {
-        let mut key = String::with_capacity(self.prefix.len() + hex.len() + 5);
-        key.push_str(&self.prefix);
-        key.push_str(":{s:");
-        key.push_str(hex);
-        key.push('}');
-        key
+        let parts = self.session_parts(hex.as_bytes());
+        let mut key = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
+        parts.iter().for_each(|p| key.extend_from_slice(p));
+        // The prefix is a `str` and the rest ASCII.
+        String::from_utf8(key).unwrap_or_default()
+    }
+
+    /// The key of session `id` as a command argument, written straight into the command's buffer
+    /// (`load`, the hot path, needs no `String` of its own).
+    fn session_arg<'a>(&'a self, id: &TokenHash) -> SessionKey<'a> {
+        SessionKey {
+            prefix: &self.prefix,
+            hex: id.hex(),
+        }
+    }
+
+    /// The one definition of the session key layout: `<prefix>:{s:<handle>}`.
+    fn session_parts<'a>(&'a self, hex: &'a [u8]) -> [&'a [u8]; 4] {
+        session_parts(&self.prefix, hex)
     }
 
     /// `(si, se, sg)`: by creation, by expiry, pending removal.
@@ -798,6 +820,39 @@ fn encode_session(r: &SessionRecord) -> StoreResult<Vec<u8>> {
     Ok(out)
 }
 
+fn session_parts<'a>(prefix: &'a str, hex: &'a [u8]) -> [&'a [u8]; 4] {
+    [prefix.as_bytes(), b":{s:", hex, b"}"]
+}
+
+/// A session key as a command argument (see [`Keys::session_arg`]).
+struct SessionKey<'a> {
+    prefix: &'a str,
+    hex: [u8; 64],
+}
+
+impl SessionKey<'_> {
+    fn len(&self) -> usize {
+        session_parts(self.prefix, &self.hex)
+            .iter()
+            .map(|p| p.len())
+            .sum()
+    }
+}
+
+impl ToRedisArgs for SessionKey<'_> {
+    fn write_redis_args<W>(&self, out: &mut W)
+    where
+        W: ?Sized + RedisWrite,
+    {
+        use std::io::Write as _;
+        let mut arg = out.writer_for_next_arg();
+        for part in session_parts(self.prefix, &self.hex) {
+            // The writer appends to the command's buffer in memory: it cannot fail.
+            let _ = arg.write_all(part);
+        }
+    }
+}
+
 /// An optionally negative decimal integer, as Lua's `%-?%d+` matches it and the scripts write it.
 fn decimal(text: &[u8]) -> Option<i64> {
     let (negative, digits) = match text {
@@ -808,12 +863,24 @@ fn decimal(text: &[u8]) -> Option<i64> {
         return None;
     }
     let mut value: i64 = 0;
-    for &d in digits {
-        let d = d.wrapping_sub(b'0');
-        if d > 9 {
-            return None;
+    if digits.len() <= 18 {
+        // Below 10^18: no overflow is possible, so no checks per digit (a time in milliseconds
+        // has 13 digits, and three are read per request).
+        for &d in digits {
+            let d = d.wrapping_sub(b'0');
+            if d > 9 {
+                return None;
+            }
+            value = value * 10 + i64::from(d);
         }
-        value = value.checked_mul(10)?.checked_add(i64::from(d))?;
+    } else {
+        for &d in digits {
+            let d = d.wrapping_sub(b'0');
+            if d > 9 {
+                return None;
+            }
+            value = value.checked_mul(10)?.checked_add(i64::from(d))?;
+        }
     }
     Some(if negative { -value } else { value })
 }
@@ -821,7 +888,11 @@ fn decimal(text: &[u8]) -> Option<i64> {
 fn decode_session(id: TokenHash, raw: &[u8]) -> StoreResult<SessionRecord> {
     let mut rest = raw;
     let mut time = || -> StoreResult<i64> {
-        let end = memchr::memchr(b'|', rest).ok_or_else(|| corrupt("malformed session record"))?;
+        // A dozen bytes: an inline scan beats a call into `memchr`'s vector search.
+        let end = rest
+            .iter()
+            .position(|&b| b == b'|')
+            .ok_or_else(|| corrupt("malformed session record"))?;
         let value = decimal(&rest[..end]).ok_or_else(|| corrupt("malformed session record"))?;
         rest = &rest[end + 1..];
         Ok(value)
@@ -1436,8 +1507,11 @@ impl RedisStore {
         now: SystemTime,
     ) -> StoreResult<Option<SessionRecord>> {
         let mut conn = self.reader();
-        let raw: Option<Vec<u8>> = redis::cmd("GET")
-            .arg(self.inner.keys.session(id))
+        let key = self.inner.keys.session_arg(id);
+        // Sized up front: the key is written into the command's buffer without regrowing it.
+        let raw: Option<Vec<u8>> = Cmd::with_capacity(2, 3 + key.len())
+            .arg("GET")
+            .arg(key)
             .query_async(&mut conn)
             .await
             .map_err(store_err)?;
@@ -2377,6 +2451,11 @@ mod tests {
             ("1700000000123", Some(1_700_000_000_123)),
             ("-5", Some(-5)),
             ("9223372036854775807", Some(i64::MAX)),
+            ("999999999999999999", Some(999_999_999_999_999_999)),
+            ("-999999999999999999", Some(-999_999_999_999_999_999)),
+            ("1000000000000000000", Some(1_000_000_000_000_000_000)),
+            ("00000000000000000000000001", Some(1)),
+            ("12345678901234567x", None),
             ("9223372036854775808", None),
             ("", None),
             ("-", None),
@@ -2398,5 +2477,10 @@ mod tests {
         let id = TokenHash::from_bytes([0xab; 32]);
         assert_eq!(keys.session(&id), keys.session_hex(&id.handle()));
         assert_eq!(keys.session(&id), format!("app:{{s:{}}}", "ab".repeat(32)));
+        // The argument written into a command's buffer is the same key, as one argument.
+        assert_eq!(
+            keys.session_arg(&id).to_redis_args(),
+            vec![keys.session(&id).into_bytes()]
+        );
     }
 }
