@@ -3,7 +3,7 @@
 # limit, as a Markdown table (see README, "Performance").
 #
 #   scripts/bench-report.sh                     # run benches/jwt.rs and benches/session.rs, report
-#   scripts/bench-report.sh --rounds 9          # more paired rounds for the floor rows (default 5)
+#   scripts/bench-report.sh --rounds 9          # more paired rounds (default 5)
 #   scripts/bench-report.sh --no-run            # report from the results already on disk
 #   scripts/bench-report.sh -- --measurement-time 10   # other criterion arguments
 #
@@ -15,11 +15,12 @@
 #
 # The rows against a floor (`cold_<alg> / floor_<alg>`, `<store> / floor_<store>`) have tight
 # limits (3 to 10 %), and on a shared VM a floor's own time drifts by more than that over
-# seconds (a loopback round trip by 10 to 40 %). So besides the full pass, each such pair is
-# measured in paired rounds: floor and keycard one after the other, in alternating order (floor
-# first in odd rounds, keycard first in even ones), each a criterion run of its own. The row
-# reports the median of the per-round ratios (full pass included) and their range; every round's
-# pair is printed below the tables. The other rows come from the full pass.
+# seconds (a loopback round trip by 10 to 40 %); even a sub-microsecond row now and then lands
+# on a slow stretch in one pass. So besides the full pass, every ratio's pair is measured in
+# paired rounds: baseline and keycard one after the other, in alternating order (baseline first
+# in odd rounds, keycard first in even ones), each a criterion run of its own. Each row reports
+# the median of its per-round ratios (full pass included) and their range; every round's pair is
+# printed below the tables. With the default 5 rounds the whole report takes about 30 minutes.
 #
 # Exit status: 0 when every ratio holds, 1 when one fails or is missing, 2 on usage errors.
 # Needs: cargo, python3.
@@ -51,10 +52,14 @@ TARGET_DIR="$(cargo metadata --format-version 1 --no-deps 2>/dev/null |
 TARGET_DIR="${TARGET_DIR:-$ROOT/target}"
 CRITERION_DIR="${CRITERION_HOME:-$TARGET_DIR/criterion}"
 
-# The pairs measured in rounds: "<group> <keycard function> <floor function>".
+# The pairs measured in rounds, one per ratio: "<group> <keycard function> <baseline function>".
 PAIRS=()
 for alg in hs256 es256 eddsa rs256; do PAIRS+=("jwt cold_$alg floor_$alg"); done
+for alg in hs256 es256 eddsa rs256; do PAIRS+=("jwt cold_$alg jsonwebtoken_$alg"); done
+for alg in hs256 es256 eddsa rs256; do PAIRS+=("jwt warm_$alg bare_router"); done
 for store in redis postgres sqlite; do PAIRS+=("session $store floor_$store"); done
+for store in redis postgres sqlite; do PAIRS+=("session ${store}_cached bare_router"); done
+PAIRS+=("session memory tower_sessions_memory")
 STARTED=0
 STATUS_NOTES=()
 LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)"
@@ -236,13 +241,14 @@ for group, names in functions.items():
 
 if rounds:
     print()
-    print("Paired rounds (round 0 is the full pass; odd rounds measure the floor first):")
+    print("Paired rounds (round 0 is the full pass; odd rounds measure the baseline first):")
     print()
-    print("| function | round | floor | keycard | ratio |")
+    print("| pair | round | baseline | keycard | ratio |")
     print("|---|---:|---:|---:|---:|")
-    for (group, keycard, _), pairs in rounds.items():
+    for (group, keycard, base), pairs in rounds.items():
         for r, f, k in pairs:
-            print(f"| {group}/{keycard} | {r} | {fmt_ns(f)} | {fmt_ns(k)} | {k / f:.3f} |")
+            print(f"| {group}/{keycard} / {base} | {r} | {fmt_ns(f)} | {fmt_ns(k)} | "
+                  f"{k / f:.3f} |")
 
 sys.exit(1 if failed else 0)
 PY
