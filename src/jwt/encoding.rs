@@ -8,8 +8,6 @@ use base64::{
     engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
 };
 
-pub(crate) use crate::token::b64url_decode_into;
-
 /// One PEM block: its label and DER bytes.
 pub(crate) struct PemBlock {
     pub(crate) label: String,
@@ -170,6 +168,7 @@ pub(crate) fn bit_len(n: &[u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::token::b64url_decode_into;
 
     #[test]
     fn pem_skips_ec_parameters_and_rejects_garbage() {

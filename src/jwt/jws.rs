@@ -16,10 +16,12 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 
 use super::{
     claims::{Header, IssueClaims, Validation, Verified, invalid, validate},
-    encoding::b64url_decode_into,
     keys::{JwtKey, KeySet},
 };
-use crate::error::{Error, ErrorKind, Result};
+use crate::{
+    error::{Error, ErrorKind, Result},
+    token::b64url_decode_into,
+};
 
 /// Largest accepted access token, in bytes (8 KiB). Larger tokens are refused before decoding.
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;

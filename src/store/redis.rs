@@ -707,7 +707,7 @@ impl Keys {
 
     /// The key of the session whose handle is `hex`: one allocation, no formatting machinery.
     fn session_hex(&self, hex: &str) -> String {
-        let parts = self.session_parts(hex.as_bytes());
+        let parts = session_parts(&self.prefix, hex.as_bytes());
         let mut key = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
         parts.iter().for_each(|p| key.extend_from_slice(p));
         // The prefix is a `str` and the rest ASCII.
@@ -721,11 +721,6 @@ impl Keys {
             prefix: &self.prefix,
             hex: id.hex(),
         }
-    }
-
-    /// The one definition of the session key layout: `<prefix>:{s:<handle>}`.
-    fn session_parts<'a>(&'a self, hex: &'a [u8]) -> [&'a [u8]; 4] {
-        session_parts(&self.prefix, hex)
     }
 
     /// `(si, se, sg)`: by creation, by expiry, pending removal.
@@ -820,6 +815,7 @@ fn encode_session(r: &SessionRecord) -> StoreResult<Vec<u8>> {
     Ok(out)
 }
 
+/// The one definition of the session key layout: `<prefix>:{s:<handle>}`.
 fn session_parts<'a>(prefix: &'a str, hex: &'a [u8]) -> [&'a [u8]; 4] {
     [prefix.as_bytes(), b":{s:", hex, b"}"]
 }
@@ -862,26 +858,22 @@ fn decimal(text: &[u8]) -> Option<i64> {
     if digits.is_empty() {
         return None;
     }
-    let mut value: i64 = 0;
-    if digits.len() <= 18 {
-        // Below 10^18: no overflow is possible, so no checks per digit (a time in milliseconds
-        // has 13 digits, and three are read per request).
-        for &d in digits {
-            let d = d.wrapping_sub(b'0');
-            if d > 9 {
-                return None;
-            }
-            value = value * 10 + i64::from(d);
-        }
-    } else {
-        for &d in digits {
-            let d = d.wrapping_sub(b'0');
-            if d > 9 {
-                return None;
-            }
-            value = value.checked_mul(10)?.checked_add(i64::from(d))?;
-        }
+    // Past leading zeros, at most 19 digits fit a `u64` without overflow, so the loop needs no
+    // check per digit (a time in milliseconds has 13 digits, and three are read per request);
+    // the range of `i64` is checked once at the end.
+    let significant = &digits[digits.iter().take_while(|&&d| d == b'0').count()..];
+    if significant.len() > 19 {
+        return None;
     }
+    let mut value: u64 = 0;
+    for &d in significant {
+        let d = d.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        value = value * 10 + u64::from(d);
+    }
+    let value = i64::try_from(value).ok()?;
     Some(if negative { -value } else { value })
 }
 
