@@ -37,6 +37,14 @@
 //! - MySQL connections run at `READ COMMITTED`, so that reads inside a transaction see rows
 //!   committed while it waited for a lock, and no gap locks are taken.
 //!
+//! # Connections
+//! A pooled connection is not pinged before each use (sqlx's `test_before_acquire` is off): that
+//! ping is a round trip of its own, and a session lookup would pay two instead of one. A read,
+//! or the `BEGIN` of a transaction, that finds its connection broken (closed by the server, a
+//! restart, a reset) is repeated on another connection, up to one more time than the pool
+//! holds connections; a single-statement write, which may not be repeated, pings its
+//! connection first. sqlx still checks every connection when it is returned to the pool.
+//!
 //! # Revocation feed
 //! On PostgreSQL, [`RevocationStore::revoke`] sends a `NOTIFY` on the channel
 //! `keycard_revocations` in the transaction that records the revocation, and
@@ -260,6 +268,11 @@ fn pool_options<DB: Database>(options: &SqlOptions) -> sqlx::pool::PoolOptions<D
         .min_connections(options.min_connections)
         .acquire_timeout(options.connect_timeout)
         .idle_timeout(options.idle_timeout)
+        // No ping before each use: it is a round trip of its own (a lookup would cost two).
+        // Reads and `BEGIN`s that meet a broken connection are repeated on another; writes
+        // outside a transaction check their connection first (see `Pool`). sqlx still pings
+        // a connection when it is returned, off the request's path.
+        .test_before_acquire(false)
 }
 
 /// A malformed URL: the message names the field, never the URL (it may hold a password).
@@ -775,33 +788,105 @@ impl Pool {
         Dialect::from_pool(self)
     }
 
+    /// How many times a statement that found its connection broken is tried: one more than
+    /// the pool holds connections, so that every stale one can be met and dropped.
+    fn attempts(&self) -> u32 {
+        dispatch!(self, Pool, p => p.options().get_max_connections()).saturating_add(1)
+    }
+
+    /// A single-statement write, on a connection that answered a ping ([`checked`]): a write is
+    /// never repeated, since one whose reply was lost may have been applied.
+    async fn write(&self, sql: &str, args: &[Arg<'_>]) -> Result<u64, sqlx::Error> {
+        let attempts = self.attempts();
+        dispatch!(self, Pool, p => {
+            let mut conn = checked(p, attempts).await?;
+            run(&mut *conn, sql, args).await
+        })
+    }
+
     async fn run(&self, sql: &str, args: &[Arg<'_>]) -> StoreResult<u64> {
-        dispatch!(self, Pool, p => run(p, sql, args).await).map_err(db_error)
-    }
-
-    async fn rows<T: SqlRow>(&self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Vec<T>> {
-        dispatch!(self, Pool, p => rows(p, sql, args).await).map_err(db_error)
-    }
-
-    async fn row<T: SqlRow>(&self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Option<T>> {
-        dispatch!(self, Pool, p => row(p, sql, args).await).map_err(db_error)
+        self.write(sql, args).await.map_err(db_error)
     }
 
     async fn insert(&self, sql: &str, args: &[Arg<'_>]) -> StoreResult<bool> {
-        inserted(dispatch!(self, Pool, p => run(p, sql, args).await))
+        inserted(self.write(sql, args).await)
     }
 
-    /// Starts a writing transaction (`BEGIN IMMEDIATE` on SQLite).
+    async fn rows<T: SqlRow>(&self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Vec<T>> {
+        let mut attempts = self.attempts();
+        loop {
+            match dispatch!(self, Pool, p => rows(p, sql, args).await) {
+                Err(e) if attempts > 1 && is_stale(&e) => attempts -= 1,
+                result => return result.map_err(db_error),
+            }
+        }
+    }
+
+    /// The hot path's lookup: one round trip on a healthy pool; on a broken connection, the
+    /// read (which has no effect) is repeated on the next one.
+    async fn row<T: SqlRow>(&self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Option<T>> {
+        let mut attempts = self.attempts();
+        loop {
+            match dispatch!(self, Pool, p => row(p, sql, args).await) {
+                Err(e) if attempts > 1 && is_stale(&e) => attempts -= 1,
+                result => return result.map_err(db_error),
+            }
+        }
+    }
+
+    /// Starts a writing transaction (`BEGIN IMMEDIATE` on SQLite). A `BEGIN` that found its
+    /// connection broken changed nothing, so it is repeated on the next connection.
     async fn begin(&self) -> StoreResult<Tx> {
-        let tx = match self {
-            #[cfg(feature = "sqlite")]
-            Pool::Sqlite(p) => p.begin_with("BEGIN IMMEDIATE").await.map(Tx::Sqlite),
-            #[cfg(feature = "postgres")]
-            Pool::Postgres(p) => p.begin().await.map(Tx::Postgres),
-            #[cfg(feature = "mysql")]
-            Pool::MySql(p) => p.begin().await.map(Tx::MySql),
-        };
-        tx.map_err(db_error)
+        let mut attempts = self.attempts();
+        loop {
+            let tx = match self {
+                #[cfg(feature = "sqlite")]
+                Pool::Sqlite(p) => p.begin_with("BEGIN IMMEDIATE").await.map(Tx::Sqlite),
+                #[cfg(feature = "postgres")]
+                Pool::Postgres(p) => p.begin().await.map(Tx::Postgres),
+                #[cfg(feature = "mysql")]
+                Pool::MySql(p) => p.begin().await.map(Tx::MySql),
+            };
+            match tx {
+                Err(e) if attempts > 1 && is_stale(&e) => attempts -= 1,
+                tx => return tx.map_err(db_error),
+            }
+        }
+    }
+}
+
+/// A pooled connection that answered a ping, within `attempts` tries; one that fails it is
+/// closed rather than returned. This is sqlx's `test_before_acquire`, kept for single-statement
+/// writes only: the pool itself does not ping (that would double every lookup's round trips).
+async fn checked<DB: Database>(
+    pool: &sqlx::Pool<DB>,
+    mut attempts: u32,
+) -> Result<sqlx::pool::PoolConnection<DB>, sqlx::Error> {
+    loop {
+        let mut conn = pool.acquire().await?;
+        match sqlx::Connection::ping(&mut *conn).await {
+            Ok(()) => return Ok(conn),
+            Err(e) if attempts <= 1 || !is_stale(&e) => return Err(e),
+            Err(_) => {
+                conn.close_on_drop();
+                attempts -= 1;
+            }
+        }
+    }
+}
+
+/// Whether `e` says the connection itself is gone (closed by the server, reset, its SQLite
+/// worker stopped) rather than that the statement failed: the statement never ran, and another
+/// connection may succeed.
+fn is_stale(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed => true,
+        // PostgreSQL's admin_shutdown, crash_shutdown and cannot_connect_now: the server ended
+        // this session (e.g. `pg_terminate_backend`, a restart).
+        sqlx::Error::Database(db) => {
+            matches!(db.code().as_deref(), Some("57P01" | "57P02" | "57P03"))
+        }
+        _ => false,
     }
 }
 
