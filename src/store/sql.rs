@@ -503,7 +503,7 @@ impl Statements {
             )),
             session_exists: f("SELECT COUNT(*) FROM keycard_sessions WHERE id = ?"),
             session_load: f(&format!(
-                "SELECT {SESSION_COLUMNS} FROM keycard_sessions WHERE id = ? AND expires_at > ?"
+                "SELECT {SESSION_COLUMNS} FROM keycard_sessions WHERE id = ?"
             )),
             session_touch: f(&format!(
                 "UPDATE keycard_sessions SET last_seen_at = ?, \
@@ -1286,9 +1286,17 @@ impl SessionStore for SqlStore {
     }
 
     async fn load(&self, id: &TokenHash, now: SystemTime) -> StoreResult<Option<SessionRecord>> {
-        let args = [Arg::Bytes(id.as_bytes()), Arg::Int(to_millis(now))];
-        let row: Option<SessionRow> = self.pool.row(&self.sql.session_load, &args).await?;
-        row.map(SessionRow::into_record).transpose()
+        // A primary-key lookup with nothing else bound; expiry is checked on the decoded record.
+        let args = [Arg::Bytes(id.as_bytes())];
+        let Some(row) = self
+            .pool
+            .row::<SessionRow>(&self.sql.session_load, &args)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let record = row.into_record()?;
+        Ok((record.expires_at > now).then_some(record))
     }
 
     async fn touch(
