@@ -259,21 +259,25 @@ mod stores {
         }
     }
 
-    /// One prepared primary-key `SELECT` through a pool that does not ping before each use
-    /// (sqlx's default would add a round trip of its own), as keycard's pool does.
+    /// A pool that does not ping a connection before each use (sqlx's default would add a
+    /// round trip of its own), as keycard's pool does.
+    fn one_trip_pool<DB: sqlx::Database>(rt: &Runtime, url: &str) -> sqlx::Pool<DB> {
+        rt.block_on(
+            sqlx::pool::PoolOptions::<DB>::new()
+                .test_before_acquire(false)
+                .connect(url),
+        )
+        .unwrap()
+    }
+
+    /// One prepared primary-key `SELECT` through a [`one_trip_pool`].
     fn sql_floor(rt: &Runtime, url: &str, id: keycard::token::TokenHash) -> Router {
         const SELECT: &str = "SELECT id, subject, roles, attributes, created_at, last_seen_at, \
             authenticated_at, expires_at, absolute_expires_at, user_agent, ip \
             FROM keycard_sessions WHERE id = ";
         let bytes = id.as_bytes().to_vec();
         if url.starts_with("postgres") {
-            let pool = rt
-                .block_on(
-                    sqlx::postgres::PgPoolOptions::new()
-                        .test_before_acquire(false)
-                        .connect(url),
-                )
-                .unwrap();
+            let pool: sqlx::PgPool = one_trip_pool(rt, url);
             floor(move || {
                 let pool = pool.clone();
                 let bytes = bytes.clone();
@@ -288,13 +292,7 @@ mod stores {
                 }
             })
         } else {
-            let pool = rt
-                .block_on(
-                    sqlx::sqlite::SqlitePoolOptions::new()
-                        .test_before_acquire(false)
-                        .connect(url),
-                )
-                .unwrap();
+            let pool: sqlx::SqlitePool = one_trip_pool(rt, url);
             floor(move || {
                 let pool = pool.clone();
                 let bytes = bytes.clone();

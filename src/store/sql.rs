@@ -813,43 +813,44 @@ impl Pool {
     }
 
     async fn rows<T: SqlRow>(&self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Vec<T>> {
-        let mut attempts = self.attempts();
-        loop {
-            match dispatch!(self, Pool, p => rows(p, sql, args).await) {
-                Err(e) if attempts > 1 && is_stale(&e) => attempts -= 1,
-                result => return result.map_err(db_error),
-            }
-        }
+        self.retrying(move || async move { dispatch!(self, Pool, p => rows(p, sql, args).await) })
+            .await
     }
 
     /// The hot path's lookup: one round trip on a healthy pool; on a broken connection, the
     /// read (which has no effect) is repeated on the next one.
     async fn row<T: SqlRow>(&self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Option<T>> {
-        let mut attempts = self.attempts();
-        loop {
-            match dispatch!(self, Pool, p => row(p, sql, args).await) {
-                Err(e) if attempts > 1 && is_stale(&e) => attempts -= 1,
-                result => return result.map_err(db_error),
-            }
-        }
+        self.retrying(move || async move { dispatch!(self, Pool, p => row(p, sql, args).await) })
+            .await
     }
 
     /// Starts a writing transaction (`BEGIN IMMEDIATE` on SQLite). A `BEGIN` that found its
     /// connection broken changed nothing, so it is repeated on the next connection.
     async fn begin(&self) -> StoreResult<Tx> {
-        let mut attempts = self.attempts();
-        loop {
-            let tx = match self {
+        self.retrying(move || async move {
+            match self {
                 #[cfg(feature = "sqlite")]
                 Pool::Sqlite(p) => p.begin_with("BEGIN IMMEDIATE").await.map(Tx::Sqlite),
                 #[cfg(feature = "postgres")]
                 Pool::Postgres(p) => p.begin().await.map(Tx::Postgres),
                 #[cfg(feature = "mysql")]
                 Pool::MySql(p) => p.begin().await.map(Tx::MySql),
-            };
-            match tx {
+            }
+        })
+        .await
+    }
+
+    /// Runs `op`, again while it fails on a broken connection ([`is_stale`]), up to
+    /// [`Pool::attempts`] times: only for statements that had no effect if they failed so.
+    async fn retrying<T, F>(&self, mut op: impl FnMut() -> F) -> StoreResult<T>
+    where
+        F: Future<Output = Result<T, sqlx::Error>>,
+    {
+        let mut attempts = self.attempts();
+        loop {
+            match op().await {
                 Err(e) if attempts > 1 && is_stale(&e) => attempts -= 1,
-                tx => return tx.map_err(db_error),
+                result => return result.map_err(db_error),
             }
         }
     }
