@@ -27,3 +27,17 @@ async fn the_mariadb_scheme_is_accepted() {
         .unwrap();
     common::conformance::session_round_trip(std::sync::Arc::new(store)).await;
 }
+
+#[tokio::test]
+async fn undecodable_sessions_are_errors() {
+    let raw = sqlx::MySqlPool::connect(&url()).await.unwrap();
+    let exec = async |sql: String| {
+        sqlx::query(&sql).execute(&raw).await.unwrap();
+    };
+    common::conformance::sql_undecodable_sessions_are_errors(
+        std::sync::Arc::new(store().await),
+        exec,
+        &[("subject", "X'FF'")],
+    )
+    .await;
+}

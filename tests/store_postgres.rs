@@ -135,3 +135,17 @@ async fn connections_the_server_closed_are_replaced_without_an_error() {
         .expect("a transaction on a new connection");
     assert_eq!(store.delete_all(&user).await.unwrap(), 2);
 }
+
+#[tokio::test]
+async fn undecodable_sessions_are_errors() {
+    let raw = sqlx::PgPool::connect(&url()).await.unwrap();
+    let exec = async |sql: String| {
+        sqlx::query(&sql).execute(&raw).await.unwrap();
+    };
+    common::conformance::sql_undecodable_sessions_are_errors(
+        std::sync::Arc::new(store().await),
+        exec,
+        &[],
+    )
+    .await;
+}

@@ -87,3 +87,21 @@ async fn a_backend_not_compiled_in_is_a_config_error() {
     assert_eq!(err.kind(), ErrorKind::Config);
     assert!(err.message().contains("postgres"), "{err}");
 }
+
+#[tokio::test]
+async fn undecodable_sessions_are_errors() {
+    let url = format!("sqlite://{}", db_path().display());
+    let store = SqlStore::connect(&url, SqlOptions::default())
+        .await
+        .unwrap();
+    let raw = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let exec = async |sql: String| {
+        sqlx::query(&sql).execute(&raw).await.unwrap();
+    };
+    common::conformance::sql_undecodable_sessions_are_errors(
+        std::sync::Arc::new(store),
+        exec,
+        &[("id", "substr(id, 1, 31)"), ("subject", "X'FF'")],
+    )
+    .await;
+}

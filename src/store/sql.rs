@@ -56,7 +56,6 @@
 use std::{fmt, str::FromStr, time::Duration, time::SystemTime};
 
 use async_trait::async_trait;
-use futures_util::future::BoxFuture;
 use sqlx::{Database, Executor, FromRow};
 
 use super::{
@@ -630,7 +629,7 @@ trait Backend: Database {
         ex: E,
         sql: &'e str,
         args: &'e [Arg<'e>],
-    ) -> BoxFuture<'e, Result<u64, sqlx::Error>>
+    ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send + 'e
     where
         E: 'e + Executor<'c, Database = Self>;
 
@@ -638,7 +637,7 @@ trait Backend: Database {
         ex: E,
         sql: &'e str,
         args: &'e [Arg<'e>],
-    ) -> BoxFuture<'e, Result<Vec<T>, sqlx::Error>>
+    ) -> impl Future<Output = Result<Vec<T>, sqlx::Error>> + Send + 'e
     where
         E: 'e + Executor<'c, Database = Self>;
 
@@ -647,7 +646,7 @@ trait Backend: Database {
         ex: E,
         sql: &'e str,
         args: &'e [Arg<'e>],
-    ) -> BoxFuture<'e, Result<Option<T>, sqlx::Error>>
+    ) -> impl Future<Output = Result<Option<T>, sqlx::Error>> + Send + 'e
     where
         E: 'e + Executor<'c, Database = Self>;
 }
@@ -677,48 +676,48 @@ macro_rules! backend {
                 ex: E,
                 sql: &'e str,
                 args: &'e [Arg<'e>],
-            ) -> BoxFuture<'e, Result<u64, sqlx::Error>>
+            ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send + 'e
             where
                 E: 'e + Executor<'c, Database = Self>,
             {
-                Box::pin(async move {
+                async move {
                     let query = Self::query(sql, args);
                     Ok(query.execute(ex).await?.rows_affected())
-                })
+                }
             }
 
             fn rows<'e, 'c: 'e, E, T: SqlRow>(
                 ex: E,
                 sql: &'e str,
                 args: &'e [Arg<'e>],
-            ) -> BoxFuture<'e, Result<Vec<T>, sqlx::Error>>
+            ) -> impl Future<Output = Result<Vec<T>, sqlx::Error>> + Send + 'e
             where
                 E: 'e + Executor<'c, Database = Self>,
             {
-                Box::pin(async move {
+                async move {
                     let query = Self::query(sql, args);
                     let rows = query.fetch_all(ex).await?;
                     rows.iter()
                         .map(|row| <T as FromRow<'_, $row>>::from_row(row))
                         .collect()
-                })
+                }
             }
 
             fn row<'e, 'c: 'e, E, T: SqlRow>(
                 ex: E,
                 sql: &'e str,
                 args: &'e [Arg<'e>],
-            ) -> BoxFuture<'e, Result<Option<T>, sqlx::Error>>
+            ) -> impl Future<Output = Result<Option<T>, sqlx::Error>> + Send + 'e
             where
                 E: 'e + Executor<'c, Database = Self>,
             {
-                Box::pin(async move {
+                async move {
                     let query = Self::query(sql, args);
                     let row = query.fetch_optional(ex).await?;
                     row.as_ref()
                         .map(|row| <T as FromRow<'_, $row>>::from_row(row))
                         .transpose()
-                })
+                }
             }
         }
     };
@@ -731,7 +730,7 @@ fn run<'e, 'c: 'e, E>(
     ex: E,
     sql: &'e str,
     args: &'e [Arg<'e>],
-) -> BoxFuture<'e, Result<u64, sqlx::Error>>
+) -> impl Future<Output = Result<u64, sqlx::Error>> + Send + 'e
 where
     E: 'e + Executor<'c>,
     E::Database: Backend,
@@ -743,7 +742,7 @@ fn rows<'e, 'c: 'e, E, T: SqlRow>(
     ex: E,
     sql: &'e str,
     args: &'e [Arg<'e>],
-) -> BoxFuture<'e, Result<Vec<T>, sqlx::Error>>
+) -> impl Future<Output = Result<Vec<T>, sqlx::Error>> + Send + 'e
 where
     E: 'e + Executor<'c>,
     E::Database: Backend,
@@ -755,7 +754,7 @@ fn row<'e, 'c: 'e, E, T: SqlRow>(
     ex: E,
     sql: &'e str,
     args: &'e [Arg<'e>],
-) -> BoxFuture<'e, Result<Option<T>, sqlx::Error>>
+) -> impl Future<Output = Result<Option<T>, sqlx::Error>> + Send + 'e
 where
     E: 'e + Executor<'c>,
     E::Database: Backend,
@@ -951,8 +950,12 @@ fn is_serialization_failure(e: &StoreError) -> bool {
 fn db_error(e: sqlx::Error) -> StoreError {
     match e {
         sqlx::Error::PoolTimedOut => StoreError::new(StoreErrorKind::Timeout),
+        // A decoder's own verdict on a stored value (see `SessionRow`), passed through as is.
+        sqlx::Error::Decode(source) => match source.downcast::<StoreError>() {
+            Ok(e) => *e,
+            Err(source) => StoreError::corrupt(sqlx::Error::Decode(source)),
+        },
         sqlx::Error::ColumnDecode { .. }
-        | sqlx::Error::Decode(_)
         | sqlx::Error::ColumnNotFound(_)
         | sqlx::Error::ColumnIndexOutOfBounds { .. }
         | sqlx::Error::TypeNotFound { .. } => StoreError::corrupt(e),
@@ -1010,64 +1013,40 @@ impl<'r> sqlx::Decode<'r, sqlx::MySql> for Text {
     }
 }
 
-/// A row of `SELECT {SESSION_COLUMNS}`, read by position (the hot path: no column-name lookups).
-struct SessionRow {
-    id: Vec<u8>,
-    subject: Text,
-    roles: Text,
-    attributes: Text,
-    created_at: i64,
-    last_seen_at: i64,
-    authenticated_at: i64,
-    expires_at: i64,
-    absolute_expires_at: i64,
-    user_agent: Option<Text>,
-    ip: Option<Text>,
-}
+/// A session record decoded straight from a row of `SELECT {SESSION_COLUMNS}`, read by position
+/// (the hot path: no column-name lookups). Text and blob columns are borrowed from the row, so
+/// the only allocations are the record's own fields.
+struct SessionRow(SessionRecord);
 
 impl<'r, R: sqlx::Row> FromRow<'r, R> for SessionRow
 where
     usize: sqlx::ColumnIndex<R>,
-    Vec<u8>: sqlx::Decode<'r, R::Database>,
-    Text: sqlx::Decode<'r, R::Database>,
+    &'r [u8]: sqlx::Decode<'r, R::Database>,
+    &'r str: sqlx::Decode<'r, R::Database>,
     i64: sqlx::Decode<'r, R::Database>,
 {
     fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
         // The order of SESSION_COLUMNS. The schema is keycard's own (its migrations), so the
         // column types are known: decoding skips sqlx's per-column type-compatibility lookup.
-        // Each decoder still refuses a value of the wrong shape (length, UTF-8), which then
-        // surfaces as a corrupt record.
-        Ok(Self {
-            id: row.try_get_unchecked(0)?,
-            subject: row.try_get_unchecked(1)?,
-            roles: row.try_get_unchecked(2)?,
-            attributes: row.try_get_unchecked(3)?,
-            created_at: row.try_get_unchecked(4)?,
-            last_seen_at: row.try_get_unchecked(5)?,
-            authenticated_at: row.try_get_unchecked(6)?,
-            expires_at: row.try_get_unchecked(7)?,
-            absolute_expires_at: row.try_get_unchecked(8)?,
-            user_agent: row.try_get_unchecked(9)?,
-            ip: row.try_get_unchecked(10)?,
-        })
-    }
-}
-
-impl SessionRow {
-    fn into_record(self) -> StoreResult<SessionRecord> {
-        Ok(SessionRecord {
-            id: hash(self.id)?,
-            subject: self.subject.0,
-            roles: decode_json(&self.roles)?,
-            attributes: decode_json(&self.attributes)?,
-            created_at: from_millis(self.created_at),
-            last_seen_at: from_millis(self.last_seen_at),
-            authenticated_at: from_millis(self.authenticated_at),
-            expires_at: from_millis(self.expires_at),
-            absolute_expires_at: from_millis(self.absolute_expires_at),
-            user_agent: self.user_agent.map(|t| t.0),
-            ip: self.ip.map(|t| t.0),
-        })
+        // Each decoder still refuses a value of the wrong shape (length, UTF-8, JSON), which
+        // then surfaces as a corrupt record.
+        let text = |i: usize| row.try_get_unchecked::<&'r str, _>(i);
+        let opt_text = |i: usize| row.try_get_unchecked::<Option<&'r str>, _>(i);
+        let time = |i: usize| row.try_get_unchecked::<i64, _>(i).map(from_millis);
+        let decoded = |e: StoreError| sqlx::Error::Decode(Box::new(e));
+        Ok(Self(SessionRecord {
+            id: hash(row.try_get_unchecked(0)?).map_err(decoded)?,
+            subject: text(1)?.to_owned(),
+            roles: decode_json(text(2)?).map_err(decoded)?,
+            attributes: decode_json(text(3)?).map_err(decoded)?,
+            created_at: time(4)?,
+            last_seen_at: time(5)?,
+            authenticated_at: time(6)?,
+            expires_at: time(7)?,
+            absolute_expires_at: time(8)?,
+            user_agent: opt_text(9)?.map(str::to_owned),
+            ip: opt_text(10)?.map(str::to_owned),
+        }))
     }
 }
 
@@ -1091,11 +1070,11 @@ struct RefreshRow {
 impl RefreshRow {
     fn into_record(self) -> StoreResult<RefreshRecord> {
         Ok(RefreshRecord {
-            id: hash(self.id)?,
+            id: hash(&self.id)?,
             family: self.family.0,
             subject: self.subject.0,
-            roles: decode_json(&self.roles)?,
-            attributes: decode_json(&self.attributes)?,
+            roles: decode_json(&self.roles.0)?,
+            attributes: decode_json(&self.attributes.0)?,
             issued_at: from_millis(self.issued_at),
             expires_at: from_millis(self.expires_at),
             family_created_at: from_millis(self.family_created_at),
@@ -1108,14 +1087,14 @@ impl RefreshRow {
     }
 }
 
-fn hash(bytes: Vec<u8>) -> StoreResult<TokenHash> {
-    <[u8; 32]>::try_from(bytes.as_slice())
+fn hash(bytes: &[u8]) -> StoreResult<TokenHash> {
+    <[u8; 32]>::try_from(bytes)
         .map(TokenHash::from_bytes)
         .map_err(|_| StoreError::corrupt("a stored token hash is not 32 bytes long"))
 }
 
-fn decode_json<T: serde::de::DeserializeOwned>(text: &Text) -> StoreResult<T> {
-    serde_json::from_str(&text.0).map_err(StoreError::corrupt)
+fn decode_json<T: serde::de::DeserializeOwned>(text: &str) -> StoreResult<T> {
+    serde_json::from_str(text).map_err(StoreError::corrupt)
 }
 
 fn encode_json<T: serde::Serialize>(value: &T) -> StoreResult<String> {
@@ -1230,7 +1209,7 @@ impl SqlStore {
             }
             let excess = live.len() + 1 - max;
             for (old,) in live.into_iter().take(excess) {
-                let old = hash(old)?;
+                let old = hash(&old)?;
                 tx.run(&self.sql.session_delete_id, &[Arg::Bytes(old.as_bytes())])
                     .await?;
                 evicted.push(old);
@@ -1296,7 +1275,7 @@ impl SessionStore for SqlStore {
         else {
             return Ok(None);
         };
-        let record = row.into_record()?;
+        let SessionRow(record) = row;
         Ok((record.expires_at > now).then_some(record))
     }
 
@@ -1349,7 +1328,7 @@ impl SessionStore for SqlStore {
     async fn list(&self, subject: &str, now: SystemTime) -> StoreResult<Vec<SessionRecord>> {
         let args = [Arg::Text(subject), Arg::Int(to_millis(now))];
         let rows: Vec<SessionRow> = self.pool.rows(&self.sql.session_list, &args).await?;
-        rows.into_iter().map(SessionRow::into_record).collect()
+        Ok(rows.into_iter().map(|row| row.0).collect())
     }
 
     async fn sweep(&self, now: SystemTime) -> StoreResult<u64> {
@@ -1397,7 +1376,7 @@ impl RefreshStore for SqlStore {
             tx.rollback().await?;
             return Ok(RotateOutcome::Invalid);
         };
-        let head = hash(head)?;
+        let head = hash(&head)?;
         let pair: Vec<RefreshRow> = tx
             .rows(
                 &self.sql.token_pair,

@@ -1075,3 +1075,47 @@ pub async fn revocation_subscribe_delivers(store: Arc<dyn RevocationStore>) {
         pending.retain(|r| *r != item);
     }
 }
+
+/// SQL stores only: a session row holding values keycard cannot decode fails `load` and `list`
+/// with [`StoreErrorKind::Corrupt`]: never a session, never a panic. `exec` runs one statement on
+/// the store's database. Every backend gets JSON that is not what keycard wrote; `damage` adds
+/// `(column, SQL value)` pairs for what only some schemas can hold: an `id` that is not 32 bytes
+/// (SQLite; PostgreSQL's schema checks the length, MySQL's pads it), a `subject` that is not
+/// UTF-8 (SQLite and MySQL; PostgreSQL's text refuses it).
+pub async fn sql_undecodable_sessions_are_errors(
+    store: Arc<dyn SessionStore>,
+    exec: impl AsyncFn(String),
+    damage: &[(&str, &str)],
+) {
+    let t0 = now();
+    let json = [
+        ("roles", "'not json'"),
+        ("attributes", "'[\"not\", \"a map\"]'"),
+    ];
+    for &(column, value) in json.iter().chain(damage) {
+        let user = subject();
+        let record = session(&user, t0, secs(3600));
+        assert_eq!(store.create(&record, None).await.unwrap(), created());
+        exec(format!(
+            "UPDATE keycard_sessions SET {column} = {value} WHERE subject = '{user}'"
+        ))
+        .await;
+        if column == "subject" {
+            let err = store.load(&record.id, t0).await.unwrap_err();
+            assert_eq!(err.kind(), StoreErrorKind::Corrupt, "{column}: {err:?}");
+            exec(format!(
+                "DELETE FROM keycard_sessions WHERE subject = {value}"
+            ))
+            .await;
+            continue;
+        }
+        // The lookup binds the original id, which a damaged id no longer matches.
+        if column != "id" {
+            let err = store.load(&record.id, t0).await.unwrap_err();
+            assert_eq!(err.kind(), StoreErrorKind::Corrupt, "{column}: {err:?}");
+        }
+        let err = store.list(&user, t0).await.unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Corrupt, "{column}: {err:?}");
+        store.delete_all(&user).await.unwrap();
+    }
+}
