@@ -1015,7 +1015,8 @@ impl<'r> sqlx::Decode<'r, sqlx::MySql> for Text {
 
 /// A session record decoded straight from a row of `SELECT {SESSION_COLUMNS}`, read by position
 /// (the hot path: no column-name lookups). Text and blob columns are borrowed from the row, so
-/// the only allocations are the record's own fields.
+/// the only allocations are the record's own fields. MySQL's `VARBINARY` subject decodes as
+/// `&str` too: the unchecked read skips the type check that would refuse it, not the UTF-8 one.
 struct SessionRow(SessionRecord);
 
 impl<'r, R: sqlx::Row> FromRow<'r, R> for SessionRow
