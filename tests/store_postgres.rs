@@ -138,14 +138,7 @@ async fn connections_the_server_closed_are_replaced_without_an_error() {
 
 #[tokio::test]
 async fn undecodable_sessions_are_errors() {
+    let store = std::sync::Arc::new(store().await);
     let raw = sqlx::PgPool::connect(&url()).await.unwrap();
-    let exec = async |sql: String| {
-        sqlx::query(&sql).execute(&raw).await.unwrap();
-    };
-    common::conformance::sql_undecodable_sessions_are_errors(
-        std::sync::Arc::new(store().await),
-        exec,
-        &[],
-    )
-    .await;
+    common::conformance::sql_undecodable_sessions_are_errors(store, &raw, &[]).await;
 }

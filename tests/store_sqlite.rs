@@ -25,11 +25,17 @@ fn db_path() -> PathBuf {
     scratch_dir().join(format!("{}.db", keycard::token::random_id().unwrap()))
 }
 
+/// The URL of a new database file.
+fn fresh_url() -> String {
+    format!("sqlite://{}", db_path().display())
+}
+
+async fn store_at(url: &str) -> SqlStore {
+    SqlStore::connect(url, SqlOptions::default()).await.unwrap()
+}
+
 async fn store() -> SqlStore {
-    let url = format!("sqlite://{}", db_path().display());
-    SqlStore::connect(&url, SqlOptions::default())
-        .await
-        .unwrap()
+    store_at(&fresh_url()).await
 }
 
 common::conformance::store_conformance!(store().await);
@@ -90,17 +96,12 @@ async fn a_backend_not_compiled_in_is_a_config_error() {
 
 #[tokio::test]
 async fn undecodable_sessions_are_errors() {
-    let url = format!("sqlite://{}", db_path().display());
-    let store = SqlStore::connect(&url, SqlOptions::default())
-        .await
-        .unwrap();
+    let url = fresh_url();
+    let store = std::sync::Arc::new(store_at(&url).await);
     let raw = sqlx::SqlitePool::connect(&url).await.unwrap();
-    let exec = async |sql: String| {
-        sqlx::query(&sql).execute(&raw).await.unwrap();
-    };
     common::conformance::sql_undecodable_sessions_are_errors(
-        std::sync::Arc::new(store),
-        exec,
+        store,
+        &raw,
         &[("id", "substr(id, 1, 31)"), ("subject", "X'FF'")],
     )
     .await;

@@ -1077,16 +1077,22 @@ pub async fn revocation_subscribe_delivers(store: Arc<dyn RevocationStore>) {
 }
 
 /// SQL stores only: a session row holding values keycard cannot decode fails `load` and `list`
-/// with [`StoreErrorKind::Corrupt`]: never a session, never a panic. `exec` runs one statement on
-/// the store's database. Every backend gets JSON that is not what keycard wrote; `damage` adds
+/// with [`StoreErrorKind::Corrupt`]: never a session, never a panic. `raw` is a pool on the
+/// store's database, for the damage. Every backend gets JSON that is not what keycard wrote; `damage` adds
 /// `(column, SQL value)` pairs for what only some schemas can hold: an `id` that is not 32 bytes
 /// (SQLite; PostgreSQL's schema checks the length, MySQL's pads it), a `subject` that is not
 /// UTF-8 (SQLite and MySQL; PostgreSQL's text refuses it).
-pub async fn sql_undecodable_sessions_are_errors(
+pub async fn sql_undecodable_sessions_are_errors<DB: sqlx::Database>(
     store: Arc<dyn SessionStore>,
-    exec: impl AsyncFn(String),
+    raw: &sqlx::Pool<DB>,
     damage: &[(&str, &str)],
-) {
+) where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+{
+    let exec = async |sql: String| {
+        sqlx::query::<DB>(&sql).execute(raw).await.unwrap();
+    };
     let t0 = now();
     let json = [
         ("roles", "'not json'"),
