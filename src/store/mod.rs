@@ -30,6 +30,8 @@ pub mod redis;
 #[cfg(feature = "_sql")]
 pub mod sql;
 pub mod timeout;
+#[cfg(any(feature = "redis", feature = "_sql"))]
+mod wire;
 
 pub use memory::MemoryStore;
 

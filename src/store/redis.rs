@@ -148,7 +148,7 @@ use sha2::{Digest, Sha256};
 use super::{
     CreateOutcome, LimitPolicy, RefreshRecord, RefreshStore, Revocation, RevocationFeed,
     RevocationStore, RotateOutcome, RotateRequest, SessionLimit, SessionRecord, SessionStore,
-    StoreError, StoreErrorKind, StoreResult, codec,
+    StoreError, StoreErrorKind, StoreResult, codec, wire::RevocationMessage,
 };
 use crate::{
     clock::{from_millis, to_millis},
@@ -992,42 +992,6 @@ fn decode_refresh(
         user_agent: data.ua.map(Cow::into_owned),
         ip: data.ip.map(Cow::into_owned),
     })
-}
-
-/// A revocation as published on the channel.
-#[derive(Serialize, Deserialize)]
-#[serde(tag = "k", rename_all = "snake_case")]
-enum Published {
-    Jti { jti: String, until: i64 },
-    Epoch { subject: String, epoch: i64 },
-}
-
-impl Published {
-    fn of(r: &Revocation) -> Self {
-        match r {
-            Revocation::Jti { jti, until } => Self::Jti {
-                jti: jti.clone(),
-                until: to_millis(*until),
-            },
-            Revocation::Epoch { subject, epoch } => Self::Epoch {
-                subject: subject.clone(),
-                epoch: to_millis(*epoch),
-            },
-        }
-    }
-
-    fn into_revocation(self) -> Revocation {
-        match self {
-            Self::Jti { jti, until } => Revocation::Jti {
-                jti,
-                until: from_millis(until),
-            },
-            Self::Epoch { subject, epoch } => Revocation::Epoch {
-                subject,
-                epoch: from_millis(epoch),
-            },
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2181,8 +2145,7 @@ impl RedisStore {
     async fn revoke_inner(&self, revocation: &Revocation) -> StoreResult<()> {
         let mut conn = self.writer();
         let keys = &self.inner.keys;
-        let message =
-            serde_json::to_string(&Published::of(revocation)).map_err(StoreError::corrupt)?;
+        let message = RevocationMessage::of(revocation).to_json();
         let key = match revocation {
             Revocation::Jti { jti, until } => {
                 let key = keys.denylist();
@@ -2304,7 +2267,7 @@ impl RedisStore {
             tokio::select! {
                 biased;
                 msg = messages.next() => match msg {
-                    Some(msg) => match serde_json::from_slice::<Published>(msg.get_payload_bytes()) {
+                    Some(msg) => match serde_json::from_slice::<RevocationMessage>(msg.get_payload_bytes()) {
                         Ok(p) => Some((Ok(p.into_revocation()), Some((messages, lost)))),
                         Err(e) => Some((Err(StoreError::corrupt(e)), None)),
                     },

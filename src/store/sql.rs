@@ -61,7 +61,7 @@ use sqlx::{Database, Executor, FromRow};
 use super::{
     CreateOutcome, LimitPolicy, RefreshRecord, RefreshStore, Revocation, RevocationFeed,
     RevocationStore, RotateOutcome, RotateRequest, SessionLimit, SessionRecord, SessionStore,
-    StoreError, StoreErrorKind, StoreResult,
+    StoreError, StoreErrorKind, StoreResult, wire::RevocationMessage,
 };
 use crate::{
     clock::{from_millis, to_millis},
@@ -1521,45 +1521,6 @@ impl RefreshStore for SqlStore {
 // ---------------------------------------------------------------------------------------------
 // RevocationStore
 
-/// A revocation as sent over `NOTIFY`.
-#[derive(serde::Serialize, serde::Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-enum Payload {
-    Jti { jti: String, until: i64 },
-    Epoch { subject: String, epoch: i64 },
-}
-
-impl Payload {
-    fn new(r: &Revocation) -> Self {
-        match r {
-            Revocation::Jti { jti, until } => Self::Jti {
-                jti: jti.clone(),
-                until: to_millis(*until),
-            },
-            Revocation::Epoch { subject, epoch } => Self::Epoch {
-                subject: subject.clone(),
-                epoch: to_millis(*epoch),
-            },
-        }
-    }
-}
-
-#[cfg(feature = "postgres")]
-impl Payload {
-    fn into_revocation(self) -> Revocation {
-        match self {
-            Self::Jti { jti, until } => Revocation::Jti {
-                jti,
-                until: from_millis(until),
-            },
-            Self::Epoch { subject, epoch } => Revocation::Epoch {
-                subject,
-                epoch: from_millis(epoch),
-            },
-        }
-    }
-}
-
 #[async_trait]
 impl RevocationStore for SqlStore {
     async fn revoke(&self, revocation: &Revocation) -> StoreResult<()> {
@@ -1576,7 +1537,7 @@ impl RevocationStore for SqlStore {
         let Some(notify) = &self.sql.notify else {
             return self.pool.run(sql, &args).await.map(drop);
         };
-        let payload = encode_json(&Payload::new(revocation))?;
+        let payload = RevocationMessage::of(revocation).to_json();
         let mut tx = self.pool.begin().await?;
         tx.run(sql, &args).await?;
         tx.run(notify, &[Arg::Text(&payload)]).await?;
@@ -1645,7 +1606,7 @@ async fn listen(pool: &sqlx::PgPool) -> StoreResult<RevocationFeed> {
     let feed = futures_util::stream::unfold(Some(listener), |listener| async move {
         let mut listener = listener?;
         let item = match listener.try_recv().await {
-            Ok(Some(n)) => match serde_json::from_str::<Payload>(n.payload()) {
+            Ok(Some(n)) => match serde_json::from_str::<RevocationMessage>(n.payload()) {
                 Ok(payload) => return Some((Ok(payload.into_revocation()), Some(listener))),
                 Err(e) => StoreError::corrupt(e),
             },
