@@ -209,16 +209,6 @@ impl From<ErrorKind> for Error {
     }
 }
 
-impl From<crate::store::StoreError> for Error {
-    fn from(err: crate::store::StoreError) -> Self {
-        let kind = match err.kind() {
-            crate::store::StoreErrorKind::Conflict => ErrorKind::Internal,
-            _ => ErrorKind::StoreUnavailable,
-        };
-        Error::new(kind).with_source(err)
-    }
-}
-
 /// The challenge scheme to put in `WWW-Authenticate` on a 401.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Challenge {

@@ -2,10 +2,9 @@
 
 use std::{fmt, sync::Arc, time::Duration};
 
-use axum_core::response::Response;
-
 use crate::{
     clock::{Clock, SystemClock},
+    context::Shared,
     csrf::CsrfConfig,
     error::{Challenge, Error, Result},
     events::{EventHook, Events},
@@ -13,23 +12,6 @@ use crate::{
     strategy::SessionStrategy,
     transport::TransportSettings,
 };
-
-/// State shared by the layer, the services and the extractors.
-pub(crate) struct Shared {
-    pub(crate) strategy: Arc<dyn SessionStrategy>,
-    pub(crate) transport: TransportSettings,
-    pub(crate) csrf: CsrfConfig,
-    pub(crate) events: Events,
-    pub(crate) challenge: Challenge,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) client_policy: Option<crate::policy::ClientPolicy>,
-}
-
-impl Shared {
-    pub(crate) fn reject(&self, error: Error) -> Response {
-        error.into_response_with(self.challenge)
-    }
-}
 
 /// A configured keycard: the strategy plus transport, CSRF and event settings.
 ///

@@ -2,8 +2,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod auth;
 pub mod clock;
 pub mod config;
+mod context;
+mod credential;
 pub mod csrf;
 pub mod error;
 pub mod events;
@@ -22,11 +25,10 @@ pub mod transport;
 #[cfg(feature = "jwt")]
 pub mod jwt;
 
+pub use auth::{Auth, ListedSession};
 pub use config::KeycardConfig;
 pub use error::{Error, ErrorKind, Result};
-pub use extract::{
-    Auth, FiveMinutes, HighRisk, ListedSession, MaxAuthAge, Rejection, RequireRole, Role,
-};
+pub use extract::{FiveMinutes, HighRisk, MaxAuthAge, Rejection, RequireRole, Role};
 pub use keycard::{Keycard, KeycardBuilder};
 pub use layer::{ResponseFuture, SessionLayer, SessionService};
 pub use principal::{Principal, PrincipalSpec, SessionRef};

@@ -16,8 +16,8 @@ use cookie::{Cookie, SameSite};
 use http::{HeaderMap, HeaderValue, header};
 
 use crate::{
+    credential::{Credential, CredentialSource},
     error::{Error, ErrorKind},
-    strategy::{Credential, CredentialSource},
 };
 
 /// Cookie names and attributes, and input limits.

@@ -20,10 +20,11 @@ use async_trait::async_trait;
 use futures_util::stream::BoxStream;
 use serde_json::{Map, Value};
 
-use crate::{error::BoxError, token::TokenHash};
+use crate::token::TokenHash;
 
 #[cfg(feature = "redis")]
 mod codec;
+mod error;
 pub mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
@@ -33,86 +34,8 @@ pub mod timeout;
 #[cfg(any(feature = "redis", feature = "_sql"))]
 mod wire;
 
+pub use error::{StoreError, StoreErrorKind, StoreResult};
 pub use memory::MemoryStore;
-
-/// Why a store operation failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum StoreErrorKind {
-    /// The backend is unreachable or refused the operation (maps to 503).
-    Unavailable,
-    /// The operation did not finish within the store timeout (maps to 503).
-    Timeout,
-    /// A write would have overwritten an existing record (an ID collision).
-    Conflict,
-    /// The stored data could not be decoded.
-    Corrupt,
-}
-
-/// A store failure, keeping the backend's error as its source.
-pub struct StoreError {
-    kind: StoreErrorKind,
-    source: Option<BoxError>,
-}
-
-impl StoreError {
-    /// A failure of `kind` without a source.
-    pub fn new(kind: StoreErrorKind) -> Self {
-        Self { kind, source: None }
-    }
-
-    /// The backend is unavailable; `source` says why.
-    pub fn unavailable(source: impl Into<BoxError>) -> Self {
-        Self {
-            kind: StoreErrorKind::Unavailable,
-            source: Some(source.into()),
-        }
-    }
-
-    /// Stored data could not be decoded; `source` says why.
-    pub fn corrupt(source: impl Into<BoxError>) -> Self {
-        Self {
-            kind: StoreErrorKind::Corrupt,
-            source: Some(source.into()),
-        }
-    }
-
-    /// The kind of failure.
-    pub fn kind(&self) -> StoreErrorKind {
-        self.kind
-    }
-}
-
-impl fmt::Debug for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StoreError")
-            .field("kind", &self.kind)
-            .field("source", &self.source)
-            .finish()
-    }
-}
-
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.kind {
-            StoreErrorKind::Unavailable => f.write_str("session store unavailable"),
-            StoreErrorKind::Timeout => f.write_str("session store timed out"),
-            StoreErrorKind::Conflict => f.write_str("session store record already exists"),
-            StoreErrorKind::Corrupt => f.write_str("session store returned undecodable data"),
-        }
-    }
-}
-
-impl std::error::Error for StoreError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
-    }
-}
-
-/// Result of store operations.
-pub type StoreResult<T> = Result<T, StoreError>;
 
 /// One server-side session as stored.
 #[derive(Debug, Clone, PartialEq)]
