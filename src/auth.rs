@@ -28,6 +28,7 @@ use crate::{
     error::{Error, ErrorKind},
     extract::{Rejection, context, resolve},
     principal::{Principal, PrincipalSpec},
+    strategy::Reissue,
 };
 
 /// The handle for logging in and out, listing and revoking sessions, rotating and refreshing.
@@ -215,7 +216,7 @@ impl Auth {
             .ctx
             .shared
             .strategy
-            .rotate(&current, spec, None)
+            .reissue(&current, Reissue::Rotate(spec))
             .await
             .map_err(|e| self.reject(e))?;
         self.ctx.issue(&issued);
@@ -230,7 +231,7 @@ impl Auth {
             .ctx
             .shared
             .strategy
-            .rotate(&current, None, Some(&self.meta))
+            .reissue(&current, Reissue::StepUp(&self.meta))
             .await
             .map_err(|e| self.reject(e))?;
         self.ctx.issue(&issued);
@@ -243,10 +244,13 @@ impl Auth {
         let Some(token) = token.or(cookie) else {
             return Err(self.reject(Error::new(ErrorKind::InvalidGrant)));
         };
-        let issued = self
-            .ctx
-            .shared
-            .strategy
+        let Some(refresher) = self.ctx.shared.strategy.refresh_tokens() else {
+            return Err(self.reject(Error::with_message(
+                ErrorKind::InvalidGrant,
+                "this strategy issues no refresh tokens",
+            )));
+        };
+        let issued = refresher
             .refresh(token, &self.meta)
             .await
             .map_err(|e| self.reject(e))?;

@@ -56,7 +56,7 @@ impl SessionLayer {
 impl fmt::Debug for SessionLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionLayer")
-            .field("strategy", &self.shared.strategy.kind())
+            .field("strategy", &self.shared.strategy)
             .finish()
     }
 }
@@ -100,7 +100,7 @@ impl<S: fmt::Debug> fmt::Debug for SessionService<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionService")
             .field("inner", &self.inner)
-            .field("strategy", &self.shared.strategy.kind())
+            .field("strategy", &self.shared.strategy)
             .finish()
     }
 }

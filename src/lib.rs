@@ -26,13 +26,13 @@ pub mod transport;
 pub mod jwt;
 
 pub use auth::{Auth, ListedSession};
-pub use config::KeycardConfig;
+pub use config::{KeycardConfig, StrategyKind};
 pub use error::{Error, ErrorKind, Result};
 pub use extract::{FiveMinutes, HighRisk, MaxAuthAge, Rejection, RequireRole, Role};
 pub use keycard::{Keycard, KeycardBuilder};
 pub use layer::{ResponseFuture, SessionLayer, SessionService};
 pub use principal::{Principal, PrincipalSpec, SessionRef};
-pub use strategy::{SessionStrategy, StrategyKind};
+pub use strategy::SessionStrategy;
 
 /// Hooks for the fuzz targets (`fuzz/`) and the property tests (`tests/proptest_parsers.rs`).
 ///

@@ -117,7 +117,7 @@ fn light_argon2() -> Params {
 
 impl Harness {
     async fn start(backend: Backend, clock: ManualClock) -> Self {
-        let kind = backend.keycard.strategy().kind();
+        let kind = app::strategy_kind(&backend.keycard);
         let users = app::Users::seeded_with(light_argon2()).expect("hash demo users");
         Self {
             router: app::app(backend.keycard.clone(), users),
@@ -281,8 +281,7 @@ fn assert_invalid_credentials(r: &Resp) {
 async fn make_memory(clock: ManualClock) -> Backend {
     let clock: Arc<dyn Clock> = Arc::new(clock);
     let strategy = ServerSessions::new(Arc::new(MemoryStore::new()), ServerSettings::default())
-        .with_clock(clock.clone())
-        .with_kind(StrategyKind::Database);
+        .with_clock(clock.clone());
     Backend {
         keycard: Keycard::builder()
             .strategy(strategy)

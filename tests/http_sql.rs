@@ -174,7 +174,7 @@ mod interrupted_refresh {
         ErrorKind, Principal, SessionStrategy,
         jwt::{JwtConfig, JwtStrategy},
         store::RefreshStore,
-        strategy::ClientMeta,
+        strategy::{ClientMeta, RefreshTokens},
     };
 
     #[tokio::test]

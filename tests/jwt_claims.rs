@@ -7,7 +7,11 @@ mod jwt_support;
 use std::time::{Duration, UNIX_EPOCH};
 
 use jwt_support::*;
-use keycard::{ErrorKind, Principal, SessionStrategy, jwt::Algorithm, strategy::ClientMeta};
+use keycard::{
+    ErrorKind, Principal, SessionStrategy,
+    jwt::Algorithm,
+    strategy::{ClientMeta, RefreshTokens},
+};
 use serde_json::json;
 
 #[tokio::test]

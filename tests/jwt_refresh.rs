@@ -15,7 +15,7 @@ use keycard::{
     ErrorKind, Principal, SessionStrategy,
     events::SecurityEvent,
     jwt::{Algorithm, JwtKey, KeyRing},
-    strategy::ClientMeta,
+    strategy::{ClientMeta, RefreshTokens, Reissue},
 };
 
 fn meta() -> ClientMeta {
@@ -353,15 +353,14 @@ async fn rotate_after_a_privilege_change() {
     h.clock.advance(Duration::from_secs(30));
     let after = h
         .strategy
-        .rotate(
+        .reissue(
             &p,
-            Some(
+            Reissue::Rotate(Some(
                 Principal::builder("alice")
                     .role("user")
                     .role("admin")
                     .build(),
-            ),
-            None,
+            )),
         )
         .await
         .unwrap();
@@ -392,7 +391,7 @@ async fn rotate_after_a_privilege_change() {
     h.clock.advance(Duration::from_secs(30));
     let stepped = h
         .strategy
-        .rotate(&q, None, Some(&ClientMeta::default()))
+        .reissue(&q, Reissue::StepUp(&ClientMeta::default()))
         .await
         .unwrap();
     assert!(stepped.principal.authenticated_at() > q.authenticated_at());
@@ -400,14 +399,16 @@ async fn rotate_after_a_privilege_change() {
         .wait_for(|e| matches!(e, SecurityEvent::StepUp { .. }))
         .await;
     // The old family is gone: rotating it again is refused.
-    assert_kind(h.strategy.rotate(&q, None, None).await, ErrorKind::Revoked);
+    assert_kind(
+        h.strategy.reissue(&q, Reissue::Rotate(None)).await,
+        ErrorKind::Revoked,
+    );
     // The subject cannot change.
     assert_kind(
         h.strategy
-            .rotate(
+            .reissue(
                 &h.auth(&access(&stepped)).await.unwrap(),
-                Some(spec("mallory")),
-                None,
+                Reissue::Rotate(Some(spec("mallory"))),
             )
             .await,
         ErrorKind::Internal,

@@ -12,7 +12,7 @@ use keycard::{
     clock::ManualClock,
     store::{MemoryStore, RevocationStore, SessionStore},
     strategy::{
-        ClientMeta, Credential, CredentialSource, ServerSessions, cache::CacheSettings,
+        ClientMeta, Credential, CredentialSource, Reissue, ServerSessions, cache::CacheSettings,
         server::ServerSettings,
     },
     token::random_id,
@@ -122,7 +122,7 @@ async fn revocation_crosses_instances(
     let spec = Principal::builder(&subject)
         .roles(["user", "admin"])
         .build();
-    let rotated = a.rotate(&p, Some(spec), None).await.unwrap();
+    let rotated = a.reissue(&p, Reissue::Rotate(Some(spec))).await.unwrap();
     refused_within(&b, &token, limit).await;
     let new = rotated.session_token.unwrap();
     let p = b.authenticate(cookie(new.expose_secret())).await.unwrap();

@@ -23,7 +23,8 @@ use axum::{
 };
 use keycard::{
     Auth, FiveMinutes, HighRisk, Keycard, Principal, PrincipalSpec, Rejection, RequireRole, Role,
-    StrategyKind, strategy::Issued,
+    StrategyKind,
+    strategy::{CredentialSource, Issued},
 };
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::{Value, json};
@@ -139,8 +140,19 @@ struct AppState {
 
 impl AppState {
     fn kind(&self) -> StrategyKind {
-        self.keycard.strategy().kind()
+        strategy_kind(&self.keycard)
     }
+}
+
+/// The strategy the demo reports: the one named in config, or for a keycard built in code, what
+/// its strategy's credentials say (tokens for `jwt`, a session cookie for `database`).
+pub fn strategy_kind(keycard: &Keycard) -> StrategyKind {
+    keycard
+        .configured_strategy()
+        .unwrap_or_else(|| match keycard.strategy().credential_source() {
+            CredentialSource::Bearer => StrategyKind::Jwt,
+            _ => StrategyKind::Database,
+        })
 }
 
 /// The demo router, with keycard's layer installed. Serve it with

@@ -38,8 +38,8 @@ use http::{HeaderValue, header};
 use tokio::sync::oneshot;
 
 use super::{
-    AccessToken, AuthFuture, ClientMeta, Credential, Issued, SessionInfo, SessionStrategy,
-    StrategyKind,
+    AccessToken, AuthFuture, ClientMeta, Credential, CredentialSource, Issued, RefreshTokens,
+    Reissue, SessionInfo, SessionStrategy,
 };
 use crate::{
     clock::{Clock, SystemClock, from_millis, to_millis, truncate_millis},
@@ -90,7 +90,6 @@ pub struct JwtStrategy {
 }
 
 struct Inner {
-    kind: StrategyKind,
     validation: Validation,
     access_ttl_secs: i64,
     refresh: RefreshSettings,
@@ -174,7 +173,6 @@ pub struct JwtStrategyBuilder {
     revocations: Option<Arc<dyn RevocationStore>>,
     events: Events,
     clock: Arc<dyn Clock>,
-    kind: StrategyKind,
     store_timeout: Duration,
 }
 
@@ -216,15 +214,6 @@ impl JwtStrategyBuilder {
     /// The clock (tests move a [`ManualClock`](crate::clock::ManualClock)).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
-        self
-    }
-
-    /// Reports itself as `kind`: [`StrategyKind::Jwt`] (the default) or
-    /// [`StrategyKind::Hybrid`], where the refresh family is the server-side session that
-    /// [`HighRisk`](crate::HighRisk) routes check on every request through
-    /// [`SessionStrategy::verify_live`].
-    pub fn kind(mut self, kind: StrategyKind) -> Self {
-        self.kind = kind;
         self
     }
 
@@ -423,7 +412,6 @@ impl JwtStrategyBuilder {
 
         Ok(JwtStrategy {
             inner: Arc::new(Inner {
-                kind: self.kind,
                 validation: Validation {
                     issuer: c.issuer.as_str().into(),
                     audience: c.audience.as_str().into(),
@@ -498,7 +486,6 @@ impl JwtStrategy {
             revocations: None,
             events: Events::default(),
             clock: Arc::new(SystemClock),
-            kind: StrategyKind::Jwt,
             store_timeout: Duration::from_secs(2),
         }
     }
@@ -755,8 +742,12 @@ fn remaining(until: SystemTime, now: SystemTime) -> Duration {
 
 #[async_trait]
 impl SessionStrategy for JwtStrategy {
-    fn kind(&self) -> StrategyKind {
-        self.inner.kind
+    fn credential_source(&self) -> CredentialSource {
+        CredentialSource::Bearer
+    }
+
+    fn refresh_tokens(&self) -> Option<&dyn RefreshTokens> {
+        Some(self)
     }
 
     fn authenticate<'a>(&'a self, credential: Credential<'a>) -> AuthFuture<'a> {
@@ -846,76 +837,8 @@ impl SessionStrategy for JwtStrategy {
         })
     }
 
-    async fn refresh(&self, refresh_token: &str, _meta: &ClientMeta) -> Result<Issued> {
-        let presented = OpaqueToken::parse(refresh_token).ok_or_else(grant_error)?;
-        if self.inner.keys.signer().is_none() {
-            return Err(grant_error());
-        }
-        let now = truncate_millis(self.inner.clock.now());
-        let now_ms = to_millis(now);
-        let next_token = OpaqueToken::generate()?;
-        let next_hash = next_token.hash();
-        let outcome = self
-            .inner
-            .refresh_store
-            .rotate(RotateRequest {
-                presented: &presented.hash(),
-                next: &next_hash,
-                now,
-                idle: self.inner.refresh.idle,
-                grace: self.inner.refresh.grace,
-            })
-            .await?;
-        match outcome {
-            RotateOutcome::Rotated { next } => {
-                let spec = PrincipalSpec {
-                    subject: next.subject.clone(),
-                    roles: next.roles.clone(),
-                    attributes: next.attributes.clone(),
-                };
-                let (access, principal) = self.issue_access(
-                    spec,
-                    &next.family,
-                    to_millis(next.authenticated_at),
-                    now_ms,
-                )?;
-                self.inner.events.emit(SecurityEvent::RefreshRotated {
-                    subject: next.subject,
-                    family: next.family,
-                });
-                Ok(Issued {
-                    principal,
-                    session_token: None,
-                    session_max_age: None,
-                    access_token: Some(access),
-                    refresh_token: Some(next_token),
-                    refresh_max_age: Some(remaining(next.family_expires_at, now)),
-                })
-            }
-            RotateOutcome::Reused { family, subject } => {
-                self.inner.events.emit(SecurityEvent::RefreshReuseDetected {
-                    subject,
-                    family: family.clone(),
-                });
-                // The thief may hold an access token from this family: void them all.
-                if let Err(e) = self.revoke_family_tokens(&family, now_ms).await {
-                    tracing::error!(error = %e, "keycard: could not denylist the access tokens of a reused refresh family");
-                }
-                Err(Error::with_message(
-                    ErrorKind::InvalidGrant,
-                    "the refresh token was already used; its session has been revoked",
-                ))
-            }
-            RotateOutcome::Invalid => Err(grant_error()),
-        }
-    }
-
-    async fn rotate(
-        &self,
-        current: &Principal,
-        spec: Option<PrincipalSpec>,
-        reauthenticated: Option<&ClientMeta>,
-    ) -> Result<Issued> {
+    async fn reissue(&self, current: &Principal, change: Reissue<'_>) -> Result<Issued> {
+        let (spec, reauthenticated) = change.into_parts();
         let spec = spec.unwrap_or_else(|| current.spec());
         if spec.subject != current.subject() {
             return Err(Error::with_message(
@@ -1074,6 +997,73 @@ impl SessionStrategy for JwtStrategy {
             Ok(())
         } else {
             Err(revoked())
+        }
+    }
+}
+
+#[async_trait]
+impl RefreshTokens for JwtStrategy {
+    async fn refresh(&self, refresh_token: &str, _meta: &ClientMeta) -> Result<Issued> {
+        let presented = OpaqueToken::parse(refresh_token).ok_or_else(grant_error)?;
+        if self.inner.keys.signer().is_none() {
+            return Err(grant_error());
+        }
+        let now = truncate_millis(self.inner.clock.now());
+        let now_ms = to_millis(now);
+        let next_token = OpaqueToken::generate()?;
+        let next_hash = next_token.hash();
+        let outcome = self
+            .inner
+            .refresh_store
+            .rotate(RotateRequest {
+                presented: &presented.hash(),
+                next: &next_hash,
+                now,
+                idle: self.inner.refresh.idle,
+                grace: self.inner.refresh.grace,
+            })
+            .await?;
+        match outcome {
+            RotateOutcome::Rotated { next } => {
+                let spec = PrincipalSpec {
+                    subject: next.subject.clone(),
+                    roles: next.roles.clone(),
+                    attributes: next.attributes.clone(),
+                };
+                let (access, principal) = self.issue_access(
+                    spec,
+                    &next.family,
+                    to_millis(next.authenticated_at),
+                    now_ms,
+                )?;
+                self.inner.events.emit(SecurityEvent::RefreshRotated {
+                    subject: next.subject,
+                    family: next.family,
+                });
+                Ok(Issued {
+                    principal,
+                    session_token: None,
+                    session_max_age: None,
+                    access_token: Some(access),
+                    refresh_token: Some(next_token),
+                    refresh_max_age: Some(remaining(next.family_expires_at, now)),
+                })
+            }
+            RotateOutcome::Reused { family, subject } => {
+                self.inner.events.emit(SecurityEvent::RefreshReuseDetected {
+                    subject,
+                    family: family.clone(),
+                });
+                // The thief may hold an access token from this family: void them all.
+                if let Err(e) = self.revoke_family_tokens(&family, now_ms).await {
+                    tracing::error!(error = %e, "keycard: could not denylist the access tokens of a reused refresh family");
+                }
+                Err(Error::with_message(
+                    ErrorKind::InvalidGrant,
+                    "the refresh token was already used; its session has been revoked",
+                ))
+            }
+            RotateOutcome::Invalid => Err(grant_error()),
         }
     }
 }

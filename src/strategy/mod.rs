@@ -37,39 +37,6 @@ pub mod server;
 pub use jwt::JwtStrategy;
 pub use server::ServerSessions;
 
-/// The kind of a strategy, as named in config.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum StrategyKind {
-    /// Opaque session IDs over a SQL store.
-    Database,
-    /// Opaque session IDs over Redis.
-    Redis,
-    /// Signed access tokens and refresh-token families.
-    Jwt,
-    /// JWT for ordinary routes, a server-side check for high-risk ones.
-    Hybrid,
-}
-
-impl StrategyKind {
-    /// The config name (`"database"`, `"redis"`, `"jwt"`, `"hybrid"`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Database => "database",
-            Self::Redis => "redis",
-            Self::Jwt => "jwt",
-            Self::Hybrid => "hybrid",
-        }
-    }
-
-    /// Whether the primary credential is a signed access token (Bearer) rather than a session
-    /// cookie.
-    pub fn uses_tokens(self) -> bool {
-        matches!(self, Self::Jwt | Self::Hybrid)
-    }
-}
-
 /// The future returned by [`SessionStrategy::authenticate`]: either ready (no allocation) or a
 /// boxed store round trip.
 #[must_use = "futures do nothing unless polled"]
@@ -124,15 +91,46 @@ impl fmt::Debug for AuthFuture<'_> {
     }
 }
 
-/// An authentication strategy: server sessions, JWT or hybrid.
+/// What [`SessionStrategy::reissue`] replaces the credentials for.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Reissue<'a> {
+    /// A privilege change: fresh credentials for `Some(spec)` (same subject, new roles or
+    /// attributes), or for the same principal when `None`. The old credentials stop working.
+    Rotate(Option<PrincipalSpec>),
+    /// A step-up: the client that just proved who it is again (its user agent and IP are
+    /// recorded) gets fresh credentials with a new authentication time.
+    StepUp(&'a ClientMeta),
+}
+
+impl<'a> Reissue<'a> {
+    /// The new principal (if any) and the re-authenticated client (if any).
+    pub(crate) fn into_parts(self) -> (Option<PrincipalSpec>, Option<&'a ClientMeta>) {
+        match self {
+            Self::Rotate(spec) => (spec, None),
+            Self::StepUp(meta) => (None, Some(meta)),
+        }
+    }
+}
+
+/// An authentication strategy: how a credential becomes a [`Principal`], and how credentials
+/// are issued, listed and revoked.
+///
+/// The layer asks the strategy, not the config, what it needs to know: where its credentials
+/// travel ([`credential_source`](Self::credential_source)) and whether it issues refresh tokens
+/// ([`refresh_tokens`](Self::refresh_tokens)). A strategy written outside keycard is therefore a
+/// first-class citizen; `keycard::testing` (feature `test-suite`) runs the same HTTP suite
+/// against it as against keycard's own.
 ///
 /// Every method that touches a store fails closed: an unreachable or slow store is
 /// [`ErrorKind::StoreUnavailable`](crate::ErrorKind::StoreUnavailable), never an anonymous result.
 /// Strategies emit [`SecurityEvent`](crate::events::SecurityEvent)s for what they do.
 #[async_trait]
 pub trait SessionStrategy: Send + Sync + fmt::Debug + 'static {
-    /// What this strategy is (reported by the demo's `/me`).
-    fn kind(&self) -> StrategyKind;
+    /// Where this strategy's primary credential travels unless the transport settings say
+    /// otherwise: a session cookie ([`CredentialSource::Cookie`]) or `Authorization: Bearer`
+    /// ([`CredentialSource::Bearer`]).
+    fn credential_source(&self) -> CredentialSource;
 
     /// Resolves a credential to a principal. Called at most once per request, lazily, by the
     /// first extractor that needs the principal.
@@ -147,20 +145,9 @@ pub trait SessionStrategy: Send + Sync + fmt::Debug + 'static {
     /// credentials.
     async fn login(&self, spec: PrincipalSpec, meta: &ClientMeta) -> Result<Issued>;
 
-    /// Exchanges a refresh token for new credentials. Strategies without refresh tokens answer
-    /// [`ErrorKind::InvalidGrant`](crate::ErrorKind::InvalidGrant).
-    async fn refresh(&self, refresh_token: &str, meta: &ClientMeta) -> Result<Issued>;
-
-    /// Replaces the principal's credentials by fresh ones, revoking the old ones: after a
-    /// privilege change (new roles in `spec`), or after a step-up, when `reauthenticated` names
-    /// the client that just proved who it is (its authentication time, IP and user agent are
-    /// recorded).
-    async fn rotate(
-        &self,
-        current: &Principal,
-        spec: Option<PrincipalSpec>,
-        reauthenticated: Option<&ClientMeta>,
-    ) -> Result<Issued>;
+    /// Replaces the principal's credentials by fresh ones and revokes the old ones, after a
+    /// privilege change or a step-up (see [`Reissue`]).
+    async fn reissue(&self, current: &Principal, change: Reissue<'_>) -> Result<Issued>;
 
     /// Revokes the principal's own session (or refresh family), and for tokens its access token.
     async fn logout(&self, current: &Principal) -> Result<()>;
@@ -175,7 +162,24 @@ pub trait SessionStrategy: Send + Sync + fmt::Debug + 'static {
     /// session of this subject.
     async fn revoke(&self, subject: &str, session_id: &str) -> Result<bool>;
 
-    /// Confirms against the server-side state that the principal's session is still live (the
-    /// high-risk check). Server sessions were checked when authenticated and answer `Ok(())`.
+    /// Confirms against the server-side state that the principal's session is still live, for
+    /// [`HighRisk`](crate::HighRisk) routes: for server sessions, the session record; for
+    /// tokens, the refresh family the access token belongs to.
     async fn verify_live(&self, current: &Principal) -> Result<()>;
+
+    /// The strategy's refresh-token exchange, when it issues refresh tokens. `None` (the
+    /// default) means it has none, and [`Auth::refresh`](crate::Auth::refresh) answers
+    /// `invalid_grant`.
+    fn refresh_tokens(&self) -> Option<&dyn RefreshTokens> {
+        None
+    }
+}
+
+/// The refresh-token exchange of a strategy that issues refresh tokens (see
+/// [`SessionStrategy::refresh_tokens`]).
+#[async_trait]
+pub trait RefreshTokens: Send + Sync {
+    /// Exchanges a refresh token for new credentials. An unknown, expired, revoked or reused
+    /// token is [`ErrorKind::InvalidGrant`](crate::ErrorKind::InvalidGrant).
+    async fn refresh(&self, refresh_token: &str, meta: &ClientMeta) -> Result<Issued>;
 }

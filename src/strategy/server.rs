@@ -11,7 +11,8 @@ use std::{sync::Arc, time::Duration};
 use async_trait::async_trait;
 
 use super::{
-    AuthFuture, ClientMeta, Credential, Issued, SessionInfo, SessionStrategy, StrategyKind,
+    AuthFuture, ClientMeta, Credential, CredentialSource, Issued, Reissue, SessionInfo,
+    SessionStrategy,
     cache::{CacheKey, CacheSettings, SessionCache},
 };
 use crate::{
@@ -57,7 +58,7 @@ impl Default for ServerSettings {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use keycard::{store::MemoryStore, strategy::{ServerSessions, server::ServerSettings, StrategyKind}};
+/// use keycard::{store::MemoryStore, strategy::{ServerSessions, server::ServerSettings}};
 ///
 /// let sessions = ServerSessions::new(Arc::new(MemoryStore::new()), ServerSettings::default());
 /// # let _ = sessions;
@@ -68,7 +69,6 @@ pub struct ServerSessions {
     settings: ServerSettings,
     clock: Arc<dyn Clock>,
     events: Events,
-    kind: StrategyKind,
     cache: Option<Arc<SessionCache>>,
     /// Whether the store bounds its own calls within `store_timeout` (no second timer needed).
     store_bounded: bool,
@@ -86,7 +86,6 @@ impl ServerSessions {
             settings,
             clock: Arc::new(SystemClock),
             events: Events::default(),
-            kind: StrategyKind::Database,
             cache: None,
         }
     }
@@ -141,12 +140,6 @@ impl ServerSessions {
     /// Sends security events to `events`.
     pub fn with_events(mut self, events: Events) -> Self {
         self.events = events;
-        self
-    }
-
-    /// Reports itself as `kind` (`Database` or `Redis`).
-    pub fn with_kind(mut self, kind: StrategyKind) -> Self {
-        self.kind = kind;
         self
     }
 
@@ -271,8 +264,8 @@ impl ServerSessions {
 
 #[async_trait]
 impl SessionStrategy for ServerSessions {
-    fn kind(&self) -> StrategyKind {
-        self.kind
+    fn credential_source(&self) -> CredentialSource {
+        CredentialSource::Cookie
     }
 
     fn authenticate<'a>(&'a self, credential: Credential<'a>) -> AuthFuture<'a> {
@@ -327,19 +320,8 @@ impl SessionStrategy for ServerSessions {
         }
     }
 
-    async fn refresh(&self, _refresh_token: &str, _meta: &ClientMeta) -> Result<Issued> {
-        Err(Error::with_message(
-            ErrorKind::InvalidGrant,
-            "server sessions have no refresh tokens",
-        ))
-    }
-
-    async fn rotate(
-        &self,
-        current: &Principal,
-        spec: Option<PrincipalSpec>,
-        reauthenticated: Option<&ClientMeta>,
-    ) -> Result<Issued> {
+    async fn reissue(&self, current: &Principal, change: Reissue<'_>) -> Result<Issued> {
+        let (spec, reauthenticated) = change.into_parts();
         let old_id = Self::handle_of(current)?;
         let now = self.clock.now();
         let Some(old) = self.guarded(self.store.load(&old_id, now)).await? else {

@@ -379,7 +379,7 @@ pub fn light_argon2() -> Params {
 
 impl Harness {
     fn new(keycard: Keycard, clock: ManualClock, guards: Vec<Box<dyn Send + Sync>>) -> Self {
-        let kind = keycard.strategy().kind();
+        let kind = app::strategy_kind(&keycard);
         let users = app::Users::seeded_with(light_argon2()).expect("hash demo users");
         let forge = (kind.uses_tokens()
             && keycard

@@ -2,9 +2,13 @@
 
 use std::{fmt, sync::Arc, time::Duration};
 
+mod from_config;
+
 use crate::{
     clock::{Clock, SystemClock},
+    config::StrategyKind,
     context::Shared,
+    credential::CredentialSource,
     csrf::CsrfConfig,
     error::{Challenge, Error, Result},
     events::{EventHook, Events},
@@ -22,6 +26,7 @@ pub struct Keycard {
     shared: Arc<Shared>,
     #[cfg(feature = "jwt")]
     jwt: Option<crate::jwt::JwtStrategy>,
+    configured: Option<StrategyKind>,
     _tasks: Arc<Tasks>,
 }
 
@@ -63,6 +68,12 @@ impl Keycard {
         &self.shared.strategy
     }
 
+    /// The strategy named in config, when this keycard was built by
+    /// [`Keycard::from_config`]; `None` when built in code.
+    pub fn configured_strategy(&self) -> Option<StrategyKind> {
+        self.configured
+    }
+
     /// The transport settings in force.
     pub fn transport(&self) -> &TransportSettings {
         &self.shared.transport
@@ -87,6 +98,7 @@ pub struct KeycardBuilder {
     hook: Option<EventHook>,
     clock: Option<Arc<dyn Clock>>,
     client_policy: Option<crate::policy::ClientPolicy>,
+    configured: Option<StrategyKind>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -154,6 +166,11 @@ impl KeycardBuilder {
         self
     }
 
+    pub(crate) fn configured(mut self, kind: StrategyKind) -> Self {
+        self.configured = Some(kind);
+        self
+    }
+
     pub(crate) fn task(mut self, task: tokio::task::JoinHandle<()>) -> Self {
         self.tasks.push(task);
         self
@@ -168,7 +185,7 @@ impl KeycardBuilder {
         let strategy = self
             .strategy
             .ok_or_else(|| Error::config("strategy", "no strategy configured"))?;
-        let tokens = strategy.kind().uses_tokens();
+        let tokens = strategy.credential_source() == CredentialSource::Bearer;
         let transport = self.transport.unwrap_or_else(|| TransportSettings {
             read_cookie: !tokens,
             read_bearer: tokens,
@@ -193,6 +210,7 @@ impl KeycardBuilder {
             }),
             #[cfg(feature = "jwt")]
             jwt: self.jwt,
+            configured: self.configured,
             _tasks: Arc::new(Tasks(self.tasks)),
         })
     }

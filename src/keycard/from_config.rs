@@ -1,0 +1,265 @@
+//! [`Keycard::from_config`]: the strategy, its stores and the background tasks a
+//! [`KeycardConfig`] names, assembled.
+
+use std::sync::Arc;
+
+use super::{Keycard, spawn_every};
+use crate::{
+    clock::{Clock, SystemClock},
+    config::{KeycardConfig, Runtime, StrategyKind},
+    error::{Error, Result},
+    events::Events,
+    store::{RevocationStore, SessionStore},
+    strategy::{ServerSessions, server::ServerSettings},
+    transport::TransportSettings,
+};
+
+impl Keycard {
+    /// Builds a keycard from config: connects the store (running migrations unless disabled),
+    /// builds the strategy and starts the background sweep.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) naming the field when the config is
+    /// invalid or names a backend whose cargo feature is off;
+    /// [`ErrorKind::StoreUnavailable`](crate::ErrorKind::StoreUnavailable) when the store cannot
+    /// be reached at start.
+    pub async fn from_config(config: &KeycardConfig) -> Result<Self> {
+        Self::from_config_with(config, Runtime::default()).await
+    }
+
+    /// [`Keycard::from_config`] with an event hook and a clock.
+    pub async fn from_config_with(config: &KeycardConfig, runtime: Runtime) -> Result<Self> {
+        let clock = runtime.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let events = Events::new(runtime.hook.clone());
+        let session_settings = config.session.settings()?;
+        let transport = transport_settings(config)?;
+        let mut builder = Keycard::builder()
+            .transport(transport)
+            .csrf(config.csrf.clone())
+            .clock(clock.clone());
+        if let Some(hook) = runtime.hook {
+            builder = builder.event_hook(hook);
+        }
+        let policy = runtime.client_policy.or_else(|| {
+            config
+                .session
+                .on_ip_change
+                .map(crate::policy::ClientPolicy::new)
+        });
+        if let Some(policy) = policy {
+            builder = builder.client_policy(policy);
+        }
+        let sweep_every = config.session.sweep_interval;
+        match config.strategy {
+            StrategyKind::Database | StrategyKind::Redis => {
+                let (store, revocations) = if config.strategy == StrategyKind::Database {
+                    sql_session_store(config).await?
+                } else {
+                    redis_session_store(config).await?
+                };
+                let mut strategy = ServerSessions::new(store.clone(), session_settings)
+                    .with_clock(clock.clone())
+                    .with_events(events);
+                if let Some(cache) = &config.session.cache {
+                    if cache.poll_interval.is_zero() {
+                        return Err(Error::config(
+                            "session.cache.poll_interval",
+                            "must be positive",
+                        ));
+                    }
+                    let settings = crate::strategy::cache::CacheSettings {
+                        capacity: cache.capacity,
+                        poll_interval: cache.poll_interval,
+                    };
+                    strategy = strategy.with_cache(settings, revocations);
+                    strategy.ready().await?;
+                }
+                let sweep_clock = clock.clone();
+                builder = builder
+                    .strategy(strategy)
+                    .task(spawn_every(sweep_every, move || {
+                        let store = store.clone();
+                        let clock = sweep_clock.clone();
+                        async move {
+                            if let Err(e) = store.sweep(clock.now()).await {
+                                tracing::warn!(error = ?e, "keycard session sweep failed");
+                            }
+                        }
+                    }));
+            }
+            StrategyKind::Jwt | StrategyKind::Hybrid => {
+                builder = token_strategy(config, builder, events, clock, session_settings).await?;
+            }
+        }
+        builder.configured(config.strategy).build()
+    }
+}
+
+fn transport_settings(config: &KeycardConfig) -> Result<TransportSettings> {
+    let tokens = config.strategy.uses_tokens();
+    let c = &config.cookie;
+    Ok(TransportSettings {
+        cookie_name: c.name.clone(),
+        read_cookie: !tokens || c.access_token_cookie,
+        read_bearer: tokens,
+        refresh_cookie_name: (tokens && c.refresh_cookie).then(|| c.refresh_name.clone()),
+        refresh_cookie_path: c.refresh_path.clone(),
+        secure: c.secure,
+        max_authorization_bytes: config.limits.max_authorization_bytes,
+        max_cookie_bytes: config.limits.max_cookie_bytes,
+        max_cookies: config.limits.max_cookies,
+    })
+}
+
+#[cfg(feature = "_sql")]
+async fn sql_store(config: &KeycardConfig) -> Result<crate::store::sql::SqlStore> {
+    let db = config
+        .database
+        .as_ref()
+        .ok_or_else(|| Error::config("database.url", "required for this strategy"))?;
+    let options = crate::store::sql::SqlOptions {
+        max_connections: db.max_connections,
+        run_migrations: db.migrate,
+        ..Default::default()
+    };
+    crate::store::sql::SqlStore::connect(&db.url, options).await
+}
+
+/// A session store and the revocation store that publishes its cache invalidations.
+type ServerStores = (Arc<dyn SessionStore>, Arc<dyn RevocationStore>);
+
+async fn sql_session_store(config: &KeycardConfig) -> Result<ServerStores> {
+    #[cfg(feature = "_sql")]
+    {
+        let s = Arc::new(sql_store(config).await?);
+        Ok((s.clone(), s))
+    }
+    #[cfg(not(feature = "_sql"))]
+    {
+        let _ = config;
+        Err(Error::config(
+            "strategy",
+            "`database` needs one of the cargo features sqlite, postgres or mysql",
+        ))
+    }
+}
+
+#[cfg(feature = "redis")]
+async fn redis_store(config: &KeycardConfig) -> Result<crate::store::redis::RedisStore> {
+    use crate::store::redis::{RedisOptions, RedisStore};
+    let r = config
+        .redis
+        .as_ref()
+        .ok_or_else(|| Error::config("redis.url", "required for this strategy"))?;
+    let mut options = RedisOptions {
+        // One deadline for a store call: the strategy relies on the store's own (see
+        // `SessionStore::call_timeout`).
+        timeout: config.session.store_timeout,
+        ..RedisOptions::default()
+    };
+    if let Some(prefix) = &r.key_prefix {
+        options.key_prefix = prefix.clone();
+    }
+    match (&r.url, r.cluster_urls.is_empty()) {
+        (Some(url), true) => RedisStore::connect_with(url, options).await,
+        (None, false) => RedisStore::connect_cluster_with(&r.cluster_urls, options).await,
+        (Some(_), false) => Err(Error::config(
+            "redis.cluster_urls",
+            "set either redis.url or redis.cluster_urls, not both",
+        )),
+        (None, true) => Err(Error::config("redis.url", "required for this strategy")),
+    }
+}
+
+async fn redis_session_store(config: &KeycardConfig) -> Result<ServerStores> {
+    #[cfg(feature = "redis")]
+    {
+        let s = Arc::new(redis_store(config).await?);
+        Ok((s.clone(), s))
+    }
+    #[cfg(not(feature = "redis"))]
+    {
+        let _ = config;
+        Err(Error::config(
+            "strategy",
+            "`redis` needs the cargo feature redis",
+        ))
+    }
+}
+
+#[cfg(feature = "jwt")]
+async fn token_strategy(
+    config: &KeycardConfig,
+    builder: crate::KeycardBuilder,
+    events: Events,
+    clock: Arc<dyn Clock>,
+    _session: ServerSettings,
+) -> Result<crate::KeycardBuilder> {
+    use crate::store::{MemoryStore, RefreshStore};
+    let jwt = config
+        .jwt
+        .as_ref()
+        .ok_or_else(|| Error::config("jwt", "the jwt section is required for this strategy"))?;
+    if config.session.max_sessions.is_some() {
+        // Refused rather than silently ignored: refresh families are not limited (yet).
+        return Err(Error::config(
+            "session.max_sessions",
+            "applies to the database and redis strategies only",
+        ));
+    }
+    let (refresh, revocation): (Arc<dyn RefreshStore>, Arc<dyn RevocationStore>) = {
+        #[cfg(feature = "redis")]
+        let redis = config.redis.is_some();
+        #[cfg(not(feature = "redis"))]
+        let redis = false;
+        if redis {
+            #[cfg(feature = "redis")]
+            {
+                let s = Arc::new(redis_store(config).await?);
+                (s.clone(), s)
+            }
+            #[cfg(not(feature = "redis"))]
+            unreachable!("redis is false without the feature")
+        } else if config.database.is_some() {
+            #[cfg(feature = "_sql")]
+            {
+                let s = Arc::new(sql_store(config).await?);
+                (s.clone(), s)
+            }
+            #[cfg(not(feature = "_sql"))]
+            return Err(Error::config(
+                "database.url",
+                "needs one of the cargo features sqlite, postgres or mysql",
+            ));
+        } else {
+            tracing::warn!(
+                "keycard: no database or redis configured; refresh families live in memory"
+            );
+            let s = Arc::new(MemoryStore::new());
+            (s.clone(), s)
+        }
+    };
+    let strategy = crate::jwt::JwtStrategy::builder(jwt.clone())
+        .refresh_store(refresh)
+        .revocation_store(revocation)
+        .events(events)
+        .clock(clock)
+        .store_timeout(config.session.store_timeout)
+        .build()?;
+    strategy.ready().await?;
+    Ok(builder.jwt(strategy))
+}
+
+#[cfg(not(feature = "jwt"))]
+async fn token_strategy(
+    _config: &KeycardConfig,
+    _builder: crate::KeycardBuilder,
+    _events: Events,
+    _clock: Arc<dyn Clock>,
+    _session: ServerSettings,
+) -> Result<crate::KeycardBuilder> {
+    Err(Error::config(
+        "strategy",
+        "`jwt` and `hybrid` need the cargo feature jwt",
+    ))
+}
