@@ -34,11 +34,12 @@ pub use layer::{ResponseFuture, SessionLayer, SessionService};
 pub use principal::{Principal, PrincipalSpec, SessionRef};
 pub use strategy::SessionStrategy;
 
-/// Hooks for the fuzz targets (`fuzz/`) and the property tests (`tests/proptest_parsers.rs`).
+/// Hooks for the fuzz targets (`fuzz/`), the property tests (`tests/proptest_parsers.rs`) and the
+/// Wycheproof vectors (`tests/wycheproof.rs`).
 ///
 /// **Not public API.** Hidden from the documentation, outside any semver promise, and liable to
 /// change or disappear in any release. It only re-exposes crate-internal parsers with owned
-/// results so that they can be driven with arbitrary input.
+/// results, and the JWS signature check, so that they can be driven with arbitrary input.
 #[doc(hidden)]
 pub mod __fuzz {
     use http::HeaderMap;
@@ -76,5 +77,22 @@ pub mod __fuzz {
             }),
             refresh: found.refresh.map(|l| l.value().to_owned()),
         })
+    }
+
+    /// Loads `config` exactly as the JWT strategy loads an entry of `jwt.keys` (errors name
+    /// `jwt.keys[0]`).
+    ///
+    /// # Errors
+    /// The configuration error keycard would report for that key.
+    #[cfg(feature = "jwt")]
+    pub fn load_key(config: &crate::jwt::KeyConfig) -> crate::Result<crate::jwt::JwtKey> {
+        config.load(0)
+    }
+
+    /// Checks `signature` over `message` with `key`: the signature step of token verification,
+    /// which a token reaches with its signing input (`header.payload`) and decoded signature.
+    #[cfg(feature = "jwt")]
+    pub fn verify_signature(key: &crate::jwt::JwtKey, message: &[u8], signature: &[u8]) -> bool {
+        key.verify(message, signature)
     }
 }
