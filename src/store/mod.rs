@@ -30,7 +30,7 @@ pub mod memory;
 pub mod redis;
 #[cfg(feature = "_sql")]
 pub mod sql;
-pub mod timeout;
+pub(crate) mod timeout;
 #[cfg(any(feature = "redis", feature = "_sql"))]
 mod wire;
 
@@ -332,18 +332,4 @@ pub trait RevocationStore: Send + Sync + fmt::Debug + 'static {
 
     /// Removes denylist entries whose `until` has passed.
     async fn sweep(&self, now: SystemTime) -> StoreResult<u64>;
-}
-
-/// Runs a store operation under `timeout`, mapping failures to
-/// [`ErrorKind::StoreUnavailable`](crate::ErrorKind::StoreUnavailable) (503): a slow or
-/// unreachable store fails the request closed.
-pub async fn with_timeout<T>(
-    timeout: std::time::Duration,
-    fut: impl std::future::Future<Output = StoreResult<T>>,
-) -> crate::Result<T> {
-    match tokio::time::timeout(timeout, fut).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(e.into()),
-        Err(_) => Err(StoreError::new(StoreErrorKind::Timeout).into()),
-    }
 }

@@ -21,7 +21,8 @@ use crate::{
     events::{Events, SecurityEvent},
     principal::{Principal, PrincipalSpec, SessionRef},
     store::{
-        CreateOutcome, RevocationStore, SessionLimit, SessionRecord, SessionStore, with_timeout,
+        CreateOutcome, RevocationStore, SessionLimit, SessionRecord, SessionStore, StoreResult,
+        timeout::Timed,
     },
     token::{OpaqueToken, TokenHash},
 };
@@ -70,19 +71,13 @@ pub struct ServerSessions {
     clock: Arc<dyn Clock>,
     events: Events,
     cache: Option<Arc<SessionCache>>,
-    /// Whether the store bounds its own calls within `store_timeout` (no second timer needed).
-    store_bounded: bool,
 }
 
 impl ServerSessions {
     /// Server sessions over `store` with the system clock and no event hook.
     pub fn new(store: Arc<dyn SessionStore>, settings: ServerSettings) -> Self {
-        let store_bounded = store
-            .call_timeout()
-            .is_some_and(|t| t <= settings.store_timeout);
         Self {
-            store_bounded,
-            store,
+            store: Timed::bound(store, settings.store_timeout),
             settings,
             clock: Arc::new(SystemClock),
             events: Events::default(),
@@ -153,15 +148,9 @@ impl ServerSessions {
         &self.settings
     }
 
-    async fn guarded<T>(
-        &self,
-        fut: impl Future<Output = crate::store::StoreResult<T>>,
-    ) -> Result<T> {
-        if self.store_bounded {
-            fut.await.map_err(Into::into)
-        } else {
-            with_timeout(self.settings.store_timeout, fut).await
-        }
+    /// Awaits a store call (already bounded by `store_timeout`: see [`Timed::bound`]).
+    async fn guarded<T>(&self, fut: impl Future<Output = StoreResult<T>>) -> Result<T> {
+        fut.await.map_err(Into::into)
     }
 
     fn principal(record: SessionRecord, handle: String) -> Principal {
