@@ -22,8 +22,6 @@ use serde_json::{Map, Value};
 
 use crate::{error::BoxError, token::TokenHash};
 
-#[cfg(feature = "redis")]
-mod codec;
 pub mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;

@@ -148,13 +148,15 @@ use sha2::{Digest, Sha256};
 use super::{
     CreateOutcome, LimitPolicy, RefreshRecord, RefreshStore, Revocation, RevocationFeed,
     RevocationStore, RotateOutcome, RotateRequest, SessionLimit, SessionRecord, SessionStore,
-    StoreError, StoreErrorKind, StoreResult, codec, wire::RevocationMessage,
+    StoreError, StoreErrorKind, StoreResult, wire::RevocationMessage,
 };
 use crate::{
     clock::{from_millis, to_millis},
     error::{Error, ErrorKind},
     token::TokenHash,
 };
+
+mod codec;
 
 /// Settings of a [`RedisStore`]. Start from [`RedisOptions::default`] and change fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
