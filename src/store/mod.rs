@@ -22,8 +22,6 @@ use serde_json::{Map, Value};
 
 use crate::token::TokenHash;
 
-#[cfg(feature = "redis")]
-mod codec;
 mod error;
 pub mod memory;
 #[cfg(feature = "redis")]

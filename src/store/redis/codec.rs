@@ -19,26 +19,28 @@
 
 use serde_json::{Map, Value};
 
-use super::{SessionRecord, StoreError, StoreResult};
-use crate::clock::to_millis;
+use crate::{
+    clock::to_millis,
+    store::{SessionRecord, StoreError, StoreResult},
+};
 
 /// The first byte of an encoded record.
-pub(crate) const MARKER: u8 = 0x01;
+pub(super) const MARKER: u8 = 0x01;
 
 /// The fields of a session that never change, decoded. Times are milliseconds.
 #[derive(Debug, PartialEq)]
-pub(crate) struct Fixed {
-    pub subject: String,
-    pub roles: Vec<String>,
-    pub attributes: Map<String, Value>,
-    pub created_at: i64,
-    pub authenticated_at: i64,
-    pub user_agent: Option<String>,
-    pub ip: Option<String>,
+pub(super) struct Fixed {
+    pub(super) subject: String,
+    pub(super) roles: Vec<String>,
+    pub(super) attributes: Map<String, Value>,
+    pub(super) created_at: i64,
+    pub(super) authenticated_at: i64,
+    pub(super) user_agent: Option<String>,
+    pub(super) ip: Option<String>,
 }
 
 /// Appends the encoded immutable fields of `r` to `out`.
-pub(crate) fn encode(r: &SessionRecord, out: &mut Vec<u8>) -> StoreResult<()> {
+pub(super) fn encode(r: &SessionRecord, out: &mut Vec<u8>) -> StoreResult<()> {
     out.push(MARKER);
     out.extend_from_slice(&to_millis(r.created_at).to_le_bytes());
     out.extend_from_slice(&to_millis(r.authenticated_at).to_le_bytes());
@@ -59,7 +61,7 @@ pub(crate) fn encode(r: &SessionRecord, out: &mut Vec<u8>) -> StoreResult<()> {
 }
 
 /// Decodes what [`encode`] wrote (starting with the marker). Trailing bytes are an error.
-pub(crate) fn decode(raw: &[u8]) -> StoreResult<Fixed> {
+pub(super) fn decode(raw: &[u8]) -> StoreResult<Fixed> {
     let mut r = Reader(raw);
     if r.take(1)? != [MARKER] {
         return Err(corrupt());
