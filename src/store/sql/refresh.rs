@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use super::{
     SqlStore,
     codec::{RefreshParams, RefreshRow, Text, count, hash},
-    exec::Arg,
+    exec::{Arg, Tx},
 };
 use crate::{
     clock::to_millis,
@@ -15,6 +15,7 @@ use crate::{
         RefreshRecord, RefreshStore, RotateOutcome, RotateRequest, StoreError, StoreErrorKind,
         StoreResult,
     },
+    token::TokenHash,
 };
 
 /// How many keys go into one `IN (…)` list.
@@ -44,103 +45,37 @@ impl RefreshStore for SqlStore {
     }
 
     async fn rotate(&self, req: RotateRequest<'_>) -> StoreResult<RotateOutcome> {
-        let presented = Arg::Bytes(req.presented.as_bytes());
         let mut tx = self.pool.begin().await?;
-        // Lock the family first: every writer of a family does, so rotations serialize here.
-        let family: Vec<(Text, Vec<u8>, Option<Vec<u8>>)> = tx
-            .rows(&self.sql.refresh.family_lock_by_token, &[presented])
-            .await?;
-        let Some((Text(family), head, prev)) = family.into_iter().next() else {
+        let Some(family) = self.lock_family(&mut tx, req.presented).await? else {
             tx.rollback().await?;
             return Ok(RotateOutcome::Invalid);
         };
-        let head = hash(&head)?;
-        let pair: Vec<RefreshRow> = tx
-            .rows(
-                &self.sql.refresh.token_pair,
-                &[presented, Arg::Bytes(head.as_bytes())],
-            )
-            .await?;
-        let mut current = None;
-        let mut head_record = None;
-        for row in pair {
-            let record = row.into_record()?;
-            if record.id == *req.presented {
-                current = Some(record.clone());
-            }
-            if record.id == head {
-                head_record = Some(record);
-            }
-        }
+        let (current, head) = self.token_pair(&mut tx, req, &family.head).await?;
         let Some(current) = current else {
             tx.rollback().await?;
             return Ok(RotateOutcome::Invalid);
         };
-        let now = to_millis(req.now);
         if current.family_expires_at <= req.now {
             tx.rollback().await?;
             return Ok(RotateOutcome::Invalid);
         }
-        match current.used_at {
-            None => {
-                if current.expires_at <= req.now {
-                    tx.rollback().await?;
-                    return Ok(RotateOutcome::Invalid);
-                }
-                // Spend it; under the family lock this cannot lose, but never trust that.
-                let spent = tx
-                    .run(&self.sql.refresh.token_spend, &[Arg::Int(now), presented])
-                    .await?;
-                if spent == 0 {
-                    tx.rollback().await?;
-                    return Ok(RotateOutcome::Invalid);
-                }
-            }
-            Some(used_at) => {
-                let is_predecessor = prev.as_deref() == Some(req.presented.as_bytes().as_slice());
-                let head_unused = head_record
-                    .as_ref()
-                    .is_some_and(|h| h.used_at.is_none() && h.expires_at > req.now);
-                let in_grace = !req.grace.is_zero()
-                    && used_at + req.grace > req.now
-                    && is_predecessor
-                    && head_unused;
-                if !in_grace {
-                    let fam = [Arg::Text(&family)];
-                    tx.run(&self.sql.refresh.family_tokens_delete, &fam).await?;
-                    tx.run(&self.sql.refresh.family_delete, &fam).await?;
-                    tx.commit().await?;
-                    return Ok(RotateOutcome::Reused {
-                        family,
-                        subject: current.subject,
-                    });
-                }
-                // Grace: the unused successor is replaced by a fresh head.
-                tx.run(
-                    &self.sql.refresh.token_delete,
-                    &[Arg::Bytes(head.as_bytes())],
-                )
-                .await?;
-            }
-        }
-        let next = current.successor(*req.next, req.now, req.idle);
-        let params = RefreshParams::new(&next)?;
-        if !tx
-            .insert(&self.sql.refresh.token_insert, &params.args())
+        match self
+            .spend(&mut tx, req, &family, &current, head.as_ref())
             .await?
         {
-            tx.rollback().await?;
-            return Err(StoreError::new(StoreErrorKind::Conflict));
+            Spend::Spent => self.advance(tx, req, &family.name, &current).await,
+            Spend::Invalid => {
+                tx.rollback().await?;
+                Ok(RotateOutcome::Invalid)
+            }
+            Spend::Reused => {
+                tx.commit().await?;
+                Ok(RotateOutcome::Reused {
+                    family: family.name,
+                    subject: current.subject,
+                })
+            }
         }
-        let advance = [
-            Arg::Bytes(next.id.as_bytes()),
-            presented,
-            Arg::Int(to_millis(next.expires_at)),
-            Arg::Text(&family),
-        ];
-        tx.run(&self.sql.refresh.family_advance, &advance).await?;
-        tx.commit().await?;
-        Ok(RotateOutcome::Rotated { next })
     }
 
     async fn family_live(&self, family: &str, now: SystemTime) -> StoreResult<bool> {
@@ -204,5 +139,155 @@ impl RefreshStore for SqlStore {
         }
         tx.commit().await?;
         Ok(removed)
+    }
+}
+
+/// The presented token's family, read under its row lock: its name, its head, and the token
+/// the head replaced (`prev`).
+struct LockedFamily {
+    name: String,
+    head: TokenHash,
+    prev: Option<Vec<u8>>,
+}
+
+/// What the presented token's state allows, decided under the family lock.
+enum Spend {
+    /// The presented token is now spent (or, within the grace window, the unused head it
+    /// produced is deleted): its successor becomes the head.
+    Spent,
+    /// The token cannot be exchanged; nothing was written.
+    Invalid,
+    /// A spent token was presented outside the grace window: the family and its tokens are
+    /// deleted.
+    Reused,
+}
+
+/// The steps of [`RefreshStore::rotate`], each on the rotation's transaction.
+impl SqlStore {
+    /// Locks the family of the presented token first: every writer of a family does, so
+    /// rotations serialize here. `None` when no family holds the token.
+    async fn lock_family(
+        &self,
+        tx: &mut Tx,
+        presented: &TokenHash,
+    ) -> StoreResult<Option<LockedFamily>> {
+        let family: Vec<(Text, Vec<u8>, Option<Vec<u8>>)> = tx
+            .rows(
+                &self.sql.refresh.family_lock_by_token,
+                &[Arg::Bytes(presented.as_bytes())],
+            )
+            .await?;
+        let Some((Text(name), head, prev)) = family.into_iter().next() else {
+            return Ok(None);
+        };
+        let head = hash(&head)?;
+        Ok(Some(LockedFamily { name, head, prev }))
+    }
+
+    /// The records of the presented token and of the family's head (the same token when the
+    /// head is presented), each `None` when its row is missing.
+    async fn token_pair(
+        &self,
+        tx: &mut Tx,
+        req: RotateRequest<'_>,
+        head: &TokenHash,
+    ) -> StoreResult<(Option<RefreshRecord>, Option<RefreshRecord>)> {
+        let pair: Vec<RefreshRow> = tx
+            .rows(
+                &self.sql.refresh.token_pair,
+                &[
+                    Arg::Bytes(req.presented.as_bytes()),
+                    Arg::Bytes(head.as_bytes()),
+                ],
+            )
+            .await?;
+        let mut current = None;
+        let mut head_record = None;
+        for row in pair {
+            let record = row.into_record()?;
+            if record.id == *req.presented {
+                current = Some(record.clone());
+            }
+            if record.id == *head {
+                head_record = Some(record);
+            }
+        }
+        Ok((current, head_record))
+    }
+
+    /// Spends the presented token (`current`, of a live family). A token already spent is let
+    /// through only within the grace window, as the predecessor of an unused head, which is
+    /// then deleted; otherwise its family is deleted as reused.
+    async fn spend(
+        &self,
+        tx: &mut Tx,
+        req: RotateRequest<'_>,
+        family: &LockedFamily,
+        current: &RefreshRecord,
+        head: Option<&RefreshRecord>,
+    ) -> StoreResult<Spend> {
+        let presented = Arg::Bytes(req.presented.as_bytes());
+        let Some(used_at) = current.used_at else {
+            if current.expires_at <= req.now {
+                return Ok(Spend::Invalid);
+            }
+            // Spend it; under the family lock this cannot lose, but never trust that.
+            let spent = tx
+                .run(
+                    &self.sql.refresh.token_spend,
+                    &[Arg::Int(to_millis(req.now)), presented],
+                )
+                .await?;
+            return Ok(if spent == 0 {
+                Spend::Invalid
+            } else {
+                Spend::Spent
+            });
+        };
+        let is_predecessor = family.prev.as_deref() == Some(req.presented.as_bytes().as_slice());
+        let head_unused = head.is_some_and(|h| h.used_at.is_none() && h.expires_at > req.now);
+        let in_grace =
+            !req.grace.is_zero() && used_at + req.grace > req.now && is_predecessor && head_unused;
+        if !in_grace {
+            let fam = [Arg::Text(&family.name)];
+            tx.run(&self.sql.refresh.family_tokens_delete, &fam).await?;
+            tx.run(&self.sql.refresh.family_delete, &fam).await?;
+            return Ok(Spend::Reused);
+        }
+        // Grace: the unused successor is replaced by a fresh head.
+        tx.run(
+            &self.sql.refresh.token_delete,
+            &[Arg::Bytes(family.head.as_bytes())],
+        )
+        .await?;
+        Ok(Spend::Spent)
+    }
+
+    /// Inserts the successor of the spent `current` as the family's head and commits.
+    async fn advance(
+        &self,
+        mut tx: Tx,
+        req: RotateRequest<'_>,
+        family: &str,
+        current: &RefreshRecord,
+    ) -> StoreResult<RotateOutcome> {
+        let next = current.successor(*req.next, req.now, req.idle);
+        let params = RefreshParams::new(&next)?;
+        if !tx
+            .insert(&self.sql.refresh.token_insert, &params.args())
+            .await?
+        {
+            tx.rollback().await?;
+            return Err(StoreError::new(StoreErrorKind::Conflict));
+        }
+        let advance = [
+            Arg::Bytes(next.id.as_bytes()),
+            Arg::Bytes(req.presented.as_bytes()),
+            Arg::Int(to_millis(next.expires_at)),
+            Arg::Text(family),
+        ];
+        tx.run(&self.sql.refresh.family_advance, &advance).await?;
+        tx.commit().await?;
+        Ok(RotateOutcome::Rotated { next })
     }
 }
