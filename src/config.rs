@@ -1,4 +1,4 @@
-//! [`KeycardConfig`]: serde configuration, and [`Keycard::from_config`].
+//! [`KeycardConfig`]: serde configuration for [`Keycard::from_config`](crate::Keycard::from_config).
 //!
 //! ```toml
 //! strategy = "database"          # database | redis | jwt | hybrid
@@ -356,7 +356,7 @@ impl std::fmt::Debug for RedisConfig {
 }
 
 /// `scheme://user:password@host/…` with the password replaced by `[redacted]`.
-pub fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };

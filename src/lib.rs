@@ -8,14 +8,14 @@ pub mod config;
 mod context;
 mod credential;
 pub mod csrf;
-pub mod error;
+mod error;
 pub mod events;
 mod extract;
 pub mod handlers;
 mod keycard;
-pub mod layer;
+mod layer;
 pub mod policy;
-pub mod principal;
+mod principal;
 mod revocation;
 pub mod store;
 pub mod strategy;
@@ -31,7 +31,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use extract::{FiveMinutes, HighRisk, MaxAuthAge, Rejection, RequireRole, Role};
 pub use keycard::{Keycard, KeycardBuilder};
 pub use layer::{ResponseFuture, SessionLayer, SessionService};
-pub use principal::{Principal, PrincipalSpec, SessionRef};
+pub use principal::{Principal, PrincipalBuilder, PrincipalSpec, SessionRef};
 pub use strategy::SessionStrategy;
 
 /// Hooks for the fuzz targets (`fuzz/`), the property tests (`tests/proptest_parsers.rs`) and the

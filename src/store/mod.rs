@@ -23,7 +23,7 @@ use serde_json::{Map, Value};
 use crate::token::TokenHash;
 
 mod error;
-pub mod memory;
+mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(feature = "_sql")]
