@@ -434,14 +434,16 @@ async fn jwks(State(state): State<AppState>) -> Response {
     }
 }
 
-/// The one place that knows where the public verification keys come from.
-///
-/// keycard's JWT strategy can render its JWK Set (`JwtStrategy::jwks`, `jwks_handler`), but a
-/// [`Keycard`] built by `Keycard::from_config` holds it as `Arc<dyn SessionStrategy>` with no
-/// way back to it. Wire this to that accessor (e.g. a `Keycard::jwks()` returning the JWK Set)
-/// once keycard offers one; until then token strategies answer 501 here.
+/// The public verification keys of the JWT strategy (`Keycard::jwt`), when there is one.
+#[cfg(feature = "jwt")]
 fn jwks_document(keycard: &Keycard) -> Option<Value> {
     serde_json::to_value(keycard.jwt()?.jwks()).ok()
+}
+
+/// Without the `jwt` feature there are no token strategies and no keys to publish.
+#[cfg(not(feature = "jwt"))]
+fn jwks_document(_: &Keycard) -> Option<Value> {
+    None
 }
 
 async fn account_email(
