@@ -53,6 +53,7 @@ pub mod jwk;
 pub(crate) mod jws;
 pub mod keys;
 pub(crate) mod remote;
+mod strategy;
 
 pub use alg::Algorithm;
 pub use cache::DEFAULT_CACHE_SIZE;
@@ -61,5 +62,4 @@ pub use config::{JwtConfig, KeyConfig, RefreshConfig, RemoteJwksConfig};
 pub use jwk::{Jwk, Jwks};
 pub use jws::MAX_TOKEN_LEN;
 pub use keys::{JwtKey, KeyRing};
-
-pub use crate::strategy::jwt::{JWKS_PATH, JwtStrategy, JwtStrategyBuilder};
+pub use strategy::{JWKS_PATH, JwtStrategy, JwtStrategyBuilder};

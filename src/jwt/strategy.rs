@@ -37,10 +37,6 @@ use async_trait::async_trait;
 use http::{HeaderValue, header};
 use tokio::sync::oneshot;
 
-use super::{
-    AccessToken, AuthFuture, ClientMeta, Credential, CredentialSource, Issued, RefreshTokens,
-    Reissue, SessionInfo, SessionStrategy,
-};
 use crate::{
     clock::{Clock, SystemClock, from_millis, to_millis, truncate_millis},
     error::{Error, ErrorKind, Result},
@@ -60,6 +56,10 @@ use crate::{
     store::{
         MemoryStore, RefreshRecord, RefreshStore, Revocation, RevocationStore, RotateOutcome,
         RotateRequest, timeout::Timed,
+    },
+    strategy::{
+        AccessToken, AuthFuture, ClientMeta, Credential, CredentialSource, Issued, RefreshTokens,
+        Reissue, SessionInfo, SessionStrategy,
     },
     token::{OpaqueToken, random_id},
 };
