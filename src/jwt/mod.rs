@@ -45,6 +45,7 @@
 //! - Ephemeral keys ([`KeyRing::ephemeral`]) die with the process.
 
 pub mod alg;
+mod builder;
 pub(crate) mod cache;
 pub(crate) mod claims;
 pub mod config;
@@ -53,13 +54,15 @@ pub mod jwk;
 pub(crate) mod jws;
 pub mod keys;
 pub(crate) mod remote;
+mod session;
 mod strategy;
 
 pub use alg::Algorithm;
+pub use builder::JwtStrategyBuilder;
 pub use cache::DEFAULT_CACHE_SIZE;
 pub use claims::RESERVED_CLAIMS;
 pub use config::{JwtConfig, KeyConfig, RefreshConfig, RemoteJwksConfig};
 pub use jwk::{Jwk, Jwks};
 pub use jws::MAX_TOKEN_LEN;
 pub use keys::{JwtKey, KeyRing};
-pub use strategy::{JWKS_PATH, JwtStrategy, JwtStrategyBuilder};
+pub use strategy::{JWKS_PATH, JwtStrategy};
