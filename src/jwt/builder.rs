@@ -87,6 +87,8 @@ impl JwtStrategyBuilder {
     ///
     /// # Errors
     /// [`ErrorKind::Config`] naming the offending field (`jwt.issuer`, `jwt.keys[0].pem`, ...).
+    ///
+    /// [`ErrorKind::Config`]: crate::ErrorKind::Config
     pub fn build(self) -> Result<JwtStrategy> {
         let c = &self.config;
         if c.issuer.trim().is_empty() {
@@ -306,6 +308,8 @@ impl JwtStrategy {
     ///
     /// # Errors
     /// [`ErrorKind::Config`] naming the offending field.
+    ///
+    /// [`ErrorKind::Config`]: crate::ErrorKind::Config
     pub fn from_config(
         config: &JwtConfig,
         refresh_store: Arc<dyn RefreshStore>,
