@@ -52,6 +52,7 @@ pub mod config;
 mod encoding;
 pub mod jwk;
 pub(crate) mod jws;
+mod key_load;
 mod key_parse;
 pub mod keys;
 pub(crate) mod remote;
