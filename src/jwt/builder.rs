@@ -5,6 +5,8 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use tokio::sync::oneshot;
 
+#[cfg(feature = "remote-jwks")]
+use super::remote::RemoteJwks;
 use super::strategy::{Inner, JwtStrategy, KeySource, RefreshSettings};
 use crate::{
     clock::{Clock, SystemClock},
@@ -15,7 +17,6 @@ use crate::{
         cache::TokenCache,
         claims::Validation,
         key_load::{ConfiguredKeys, probe_crypto_provider},
-        remote::RemoteJwks,
     },
     revocation::{self, Mirror},
     store::{MemoryStore, RefreshStore, RevocationStore, timeout::Timed},
@@ -109,6 +110,7 @@ impl JwtStrategyBuilder {
                 }
                 KeySource::Local(ring)
             }
+            #[cfg(feature = "remote-jwks")]
             ConfiguredKeys::Remote(remote) => {
                 let (tx, rx) = oneshot::channel();
                 shutdown.push(tx);
@@ -241,5 +243,24 @@ impl JwtStrategy {
             clock: Arc::new(SystemClock),
             store_timeout: Duration::from_secs(2),
         }
+    }
+}
+
+#[cfg(all(test, not(feature = "remote-jwks")))]
+mod tests {
+    use super::*;
+    use crate::{ErrorKind, jwt::RemoteJwksConfig};
+
+    /// Without the feature, `jwt.jwks` is refused at build time (never silently ignored).
+    #[tokio::test]
+    async fn remote_jwks_needs_its_feature() {
+        let mut config = JwtConfig::new("https://auth.example", "api");
+        config.jwks = Some(RemoteJwksConfig::new("https://auth.example/jwks.json"));
+        let e = JwtStrategy::builder(config).build().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+        assert_eq!(
+            e.message(),
+            "invalid config `jwt.jwks`: needs the cargo feature remote-jwks"
+        );
     }
 }

@@ -92,7 +92,8 @@ pub struct JwtConfig {
     #[serde(default = "default_poll_interval", with = "humantime_serde")]
     pub revocation_poll_interval: Duration,
     /// Verifier-only mode: take verification keys from this remote JWKS instead of `keys`.
-    /// Default: none.
+    /// Default: none. Needs the cargo feature `remote-jwks`; without it, a strategy configured
+    /// with `jwks` refuses to start.
     #[serde(default)]
     pub jwks: Option<RemoteJwksConfig>,
 }
@@ -283,7 +284,8 @@ fn default_timeout() -> Duration {
     Duration::from_secs(5)
 }
 
-/// A remote JWKS to take verification keys from (verifier-only mode).
+/// A remote JWKS to take verification keys from (verifier-only mode, cargo feature
+/// `remote-jwks`). It parses under every `jwt` build, so a config file reads the same.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RemoteJwksConfig {
@@ -318,6 +320,7 @@ impl RemoteJwksConfig {
         }
     }
 
+    #[cfg(feature = "remote-jwks")]
     pub(crate) fn validate(&self) -> Result<reqwest::Url> {
         let url = reqwest::Url::parse(&self.url)
             .map_err(|e| Error::config("jwt.jwks.url", "not a valid URL").with_source(e))?;

@@ -38,6 +38,7 @@ pub(crate) enum ConfiguredKeys {
     /// one.
     Local(Arc<KeyRing>),
     /// Verifier-only mode: the remote JWKS of `jwt.jwks`.
+    #[cfg(feature = "remote-jwks")]
     Remote(RemoteJwksConfig),
 }
 
@@ -54,7 +55,7 @@ impl ConfiguredKeys {
                 "jwt.jwks",
                 "verifier-only mode (jwks) excludes local keys",
             )),
-            (Some(remote), None, true) => Ok(Self::Remote(remote.clone())),
+            (Some(remote), None, true) => Self::remote(remote),
             (None, Some(_), false) => Err(Error::config(
                 "jwt.keys",
                 "keys come from the key ring given to the builder",
@@ -67,6 +68,25 @@ impl ConfiguredKeys {
                 KeyRing::from_config(&config.keys).map(|ring| Self::Local(Arc::new(ring)))
             }
         }
+    }
+
+    #[cfg(feature = "remote-jwks")]
+    #[expect(
+        clippy::unnecessary_wraps,
+        reason = "the same signature as without remote-jwks"
+    )]
+    fn remote(config: &RemoteJwksConfig) -> Result<Self> {
+        Ok(Self::Remote(config.clone()))
+    }
+
+    /// Without the `remote-jwks` feature there is no HTTP client to fetch a JWKS with: the
+    /// configuration is refused at start-up rather than ignored.
+    #[cfg(not(feature = "remote-jwks"))]
+    fn remote(_: &RemoteJwksConfig) -> Result<Self> {
+        Err(Error::config(
+            "jwt.jwks",
+            "needs the cargo feature remote-jwks",
+        ))
     }
 }
 

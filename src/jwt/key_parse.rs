@@ -125,6 +125,7 @@ impl JwtKey {
     /// Parses one key of a remote JWKS: public members only, `kid` required, `alg` taken from the
     /// JWK or inferred from its type (`OKP` → EdDSA, `EC` by curve, `RSA` → RS256). Symmetric and
     /// private keys are refused.
+    #[cfg(feature = "remote-jwks")]
     pub(crate) fn from_remote_jwk(jwk: &Value) -> std::result::Result<Self, String> {
         let input = JwkInput::deserialize_value(jwk).map_err(|e| e.message().to_owned())?;
         let kid = input.kid.clone().ok_or("no kid")?;

@@ -660,6 +660,7 @@ impl KeyRing {
     }
 
     /// Replaces every key (remote JWKS refresh). Verify-only.
+    #[cfg(feature = "remote-jwks")]
     pub(crate) fn replace(&self, keys: Vec<JwtKey>) -> Result<()> {
         self.update(|_| KeySet::build(keys, None).map(Some))
             .map(|_| ())

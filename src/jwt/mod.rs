@@ -1,6 +1,6 @@
-//! JWT building blocks: keys and key rotation, access-token validation, the JWKS (published and
-//! consumed), the revocation mirror and the verified-token cache. The strategy itself is
-//! [`JwtStrategy`].
+//! JWT building blocks: keys and key rotation, access-token validation, the JWKS (published, and
+//! consumed with the cargo feature `remote-jwks`), the revocation mirror and the verified-token
+//! cache. The strategy itself is [`JwtStrategy`].
 //!
 //! # Example
 //! ```
@@ -55,6 +55,7 @@ pub(crate) mod jws;
 mod key_load;
 mod key_parse;
 pub mod keys;
+#[cfg(feature = "remote-jwks")]
 pub(crate) mod remote;
 mod session;
 mod strategy;

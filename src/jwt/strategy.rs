@@ -32,6 +32,8 @@ use std::{fmt, sync::Arc, time::Duration};
 use http::{HeaderValue, header};
 use tokio::sync::oneshot;
 
+#[cfg(feature = "remote-jwks")]
+use super::remote::RemoteJwks;
 use crate::{
     clock::{Clock, from_millis, to_millis},
     error::{Error, ErrorKind, Result},
@@ -43,7 +45,6 @@ use crate::{
         jwk::Jwks,
         jws::{self, Failure, KeyQuery, Lookup},
         keys::JwtKey,
-        remote::RemoteJwks,
     },
     principal::{Principal, PrincipalSpec, SessionRef},
     revocation::{self, Check, Mirror},
@@ -102,6 +103,8 @@ pub(super) struct RefreshSettings {
 #[derive(Clone)]
 pub(super) enum KeySource {
     Local(Arc<KeyRing>),
+    /// Verifier-only mode.
+    #[cfg(feature = "remote-jwks")]
     Remote(Arc<RemoteJwks>),
 }
 
@@ -109,17 +112,21 @@ impl KeySource {
     fn ring(&self) -> &KeyRing {
         match self {
             Self::Local(ring) => ring,
+            #[cfg(feature = "remote-jwks")]
             Self::Remote(remote) => &remote.ring,
         }
     }
 
     #[inline]
+    // `now_ms` bounds the staleness of a remote JWKS only.
+    #[cfg_attr(not(feature = "remote-jwks"), allow(unused_variables))]
     fn lookup(&self, query: KeyQuery<'_>, now_ms: i64) -> Lookup {
         match self {
             Self::Local(ring) => match query.find(&ring.snapshot()) {
                 Some(key) => Lookup::Found(key.clone()),
                 None => Lookup::Unknown,
             },
+            #[cfg(feature = "remote-jwks")]
             Self::Remote(remote) => remote.lookup(query, now_ms),
         }
     }
@@ -127,6 +134,7 @@ impl KeySource {
     pub(super) fn signer(&self) -> Option<JwtKey> {
         match self {
             Self::Local(ring) => ring.signer(),
+            #[cfg(feature = "remote-jwks")]
             Self::Remote(_) => None,
         }
     }
@@ -143,6 +151,7 @@ impl fmt::Debug for JwtStrategy {
                 "mode",
                 &match i.keys {
                     KeySource::Local(_) => "local",
+                    #[cfg(feature = "remote-jwks")]
                     KeySource::Remote(_) => "remote-jwks",
                 },
             )
@@ -159,6 +168,7 @@ impl JwtStrategy {
     /// [`ErrorKind::StoreUnavailable`] when the revocation store or the JWKS is unreachable at
     /// start-up. The strategy keeps retrying in the background (and fails closed meanwhile).
     pub async fn ready(&self) -> Result<()> {
+        #[cfg(feature = "remote-jwks")]
         if let KeySource::Remote(remote) = &self.inner.keys {
             remote.ready().await?;
         }
@@ -169,6 +179,7 @@ impl JwtStrategy {
     pub fn key_ring(&self) -> Option<&Arc<KeyRing>> {
         match &self.inner.keys {
             KeySource::Local(ring) => Some(ring),
+            #[cfg(feature = "remote-jwks")]
             KeySource::Remote(_) => None,
         }
     }
@@ -278,6 +289,7 @@ impl JwtStrategy {
     #[inline]
     pub(super) fn authenticate_now<'a>(&'a self, credential: Credential<'a>) -> AuthFuture<'a> {
         let now_ms = self.now_ms();
+        #[cfg(feature = "remote-jwks")]
         if let KeySource::Remote(remote) = &self.inner.keys {
             // Cached verifications are not served past the JWKS's max-stale bound either.
             if let Lookup::Unavailable(e) = remote.lookup(KeyQuery::Kid(""), now_ms) {
@@ -291,6 +303,7 @@ impl JwtStrategy {
                 KeySource::Local(_) => {
                     AuthFuture::ready(Err(invalid("the token's key is unknown")))
                 }
+                #[cfg(feature = "remote-jwks")]
                 KeySource::Remote(remote) => AuthFuture::boxed(async move {
                     if !remote.refetch_for_unknown_kid().await {
                         return Err(invalid("the token's key is unknown"));
