@@ -71,10 +71,6 @@ impl ConfiguredKeys {
     }
 
     #[cfg(feature = "remote-jwks")]
-    #[expect(
-        clippy::unnecessary_wraps,
-        reason = "the same signature as without remote-jwks"
-    )]
     fn remote(config: &RemoteJwksConfig) -> Result<Self> {
         Ok(Self::Remote(config.clone()))
     }

@@ -56,23 +56,26 @@ use crate::{
 /// The path the JWKS is served at.
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 
-/// The JWT [`SessionStrategy`](crate::SessionStrategy). Cheap to clone (one reference count); clones share keys, cache
-/// and mirror.
+/// The JWT [`SessionStrategy`](crate::SessionStrategy). Cheap to clone (one reference count);
+/// clones share keys, cache and mirror.
 ///
 /// Build it with [`JwtStrategy::from_config`] or [`JwtStrategy::builder`], then await
 /// [`JwtStrategy::ready`] at start-up to fail fast when the revocation store or the remote JWKS
 /// is unreachable (until then verifications ask the store, or answer 503 in verifier-only mode).
 ///
-/// - [`authenticate`](crate::SessionStrategy::authenticate) verifies locally and answers with a ready
-///   future (no allocation beyond the principal); it only goes to the store while the revocation
-///   mirror is stale, or to the network when a remote JWKS must be refetched for an unknown `kid`.
-/// - [`login`](crate::SessionStrategy::login) starts a refresh family and issues an access token and a
-///   refresh token; [`refresh`](crate::strategy::RefreshTokens::refresh) rotates the refresh token (reuse of a
-///   spent one revokes the family and its access tokens and emits
-///   [`SecurityEvent::RefreshReuseDetected`](crate::events::SecurityEvent::RefreshReuseDetected)).
+/// - [`authenticate`](crate::SessionStrategy::authenticate) verifies locally and answers with a
+///   ready future (no allocation beyond the principal); it only goes to the store while the
+///   revocation mirror is stale, or to the network when a remote JWKS must be refetched for an
+///   unknown `kid`.
+/// - [`login`](crate::SessionStrategy::login) starts a refresh family and issues an access token
+///   and a refresh token; [`refresh`](crate::strategy::RefreshTokens::refresh) rotates the refresh
+///   token (reuse of a spent one revokes the family and its access tokens and emits
+///   [`SecurityEvent::RefreshReuseDetected`]).
 /// - [`logout`](crate::SessionStrategy::logout) ends the family and denylists its access tokens;
-///   [`logout_all`](crate::SessionStrategy::logout_all) ends every family and moves the subject's epoch,
-///   voiding every access token issued before it.
+///   [`logout_all`](crate::SessionStrategy::logout_all) ends every family and moves the subject's
+///   epoch, voiding every access token issued before it.
+///
+/// [`SecurityEvent::RefreshReuseDetected`]: crate::events::SecurityEvent::RefreshReuseDetected
 #[derive(Clone)]
 pub struct JwtStrategy {
     pub(super) inner: Arc<Inner>,
@@ -284,8 +287,8 @@ impl JwtStrategy {
         Ok(v)
     }
 
-    /// The whole of [`SessionStrategy::authenticate`](crate::SessionStrategy::authenticate): the hot path, kept next to the cache and
-    /// the revocation check it calls.
+    /// The whole of [`SessionStrategy::authenticate`](crate::SessionStrategy::authenticate): the
+    /// hot path, kept next to the cache and the revocation check it calls.
     #[inline]
     pub(super) fn authenticate_now<'a>(&'a self, credential: Credential<'a>) -> AuthFuture<'a> {
         let now_ms = self.now_ms();
