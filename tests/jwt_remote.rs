@@ -1,7 +1,7 @@
 //! Verifier-only mode against a local JWKS server on 127.0.0.1: fetch, refetch on unknown `kid`
 //! with a cool-down, unusable keys skipped, max-stale then fail closed, and the JWKS handler
 //! served over real HTTP.
-#![cfg(feature = "jwt")]
+#![cfg(feature = "remote-jwks")]
 
 mod jwt_support;
 

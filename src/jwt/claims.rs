@@ -334,6 +334,7 @@ fn canonical(json: &str) -> Option<RawClaims<'_>> {
 }
 
 /// Parses and validates decoded claims. `now_ms` is the current time in Unix milliseconds.
+// One function on purpose (~100 lines): each token's checks, in the order their errors win.
 pub(crate) fn validate(json: &str, v: &Validation, now_ms: i64) -> Result<Verified> {
     let c = match canonical(json) {
         Some(c) => c,

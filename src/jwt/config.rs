@@ -22,14 +22,10 @@
 
 use std::{fmt, path::PathBuf, time::Duration};
 
-use base64::{
-    Engine,
-    engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig},
-};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{alg::Algorithm, cache::DEFAULT_CACHE_SIZE, keys::JwtKey};
+use super::{alg::Algorithm, cache::DEFAULT_CACHE_SIZE};
 use crate::error::{Error, Result};
 
 /// Longest access-token lifetime keycard accepts (60 min).
@@ -96,7 +92,8 @@ pub struct JwtConfig {
     #[serde(default = "default_poll_interval", with = "humantime_serde")]
     pub revocation_poll_interval: Duration,
     /// Verifier-only mode: take verification keys from this remote JWKS instead of `keys`.
-    /// Default: none.
+    /// Default: none. Needs the cargo feature `remote-jwks`; without it, a strategy configured
+    /// with `jwks` refuses to start.
     #[serde(default)]
     pub jwks: Option<RemoteJwksConfig>,
 }
@@ -117,6 +114,65 @@ impl JwtConfig {
             revocation_poll_interval: default_poll_interval(),
             jwks: None,
         }
+    }
+
+    /// The largest `exp - iat` accepted when verifying: `max_token_lifetime`, or `access_ttl`
+    /// when unset.
+    pub(crate) fn max_lifetime(&self) -> Duration {
+        self.max_token_lifetime.unwrap_or(self.access_ttl)
+    }
+
+    /// Checks every setting against its bounds ([`MAX_ACCESS_TTL`], [`MAX_LEEWAY`],
+    /// [`MAX_REFRESH_GRACE`], [`MAX_CACHE_SIZE`]); keys and the remote JWKS are checked as they
+    /// load.
+    ///
+    /// # Errors
+    /// A config error naming the first offending field (`jwt.issuer`, `jwt.access_ttl`, ...).
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.issuer.trim().is_empty() {
+            return Err(Error::config("jwt.issuer", "required"));
+        }
+        if self.audience.trim().is_empty() {
+            return Err(Error::config("jwt.audience", "required"));
+        }
+        if self.access_ttl < Duration::from_secs(1) || self.access_ttl > MAX_ACCESS_TTL {
+            return Err(Error::config(
+                "jwt.access_ttl",
+                "must be between 1s and 60m",
+            ));
+        }
+        if self.access_ttl.subsec_nanos() != 0 {
+            return Err(Error::config("jwt.access_ttl", "must be whole seconds"));
+        }
+        let max_lifetime = self.max_lifetime();
+        if max_lifetime < self.access_ttl || max_lifetime > MAX_ACCESS_TTL {
+            return Err(Error::config(
+                "jwt.max_token_lifetime",
+                "must be between jwt.access_ttl and 60m",
+            ));
+        }
+        if self.leeway > MAX_LEEWAY {
+            return Err(Error::config("jwt.leeway", "must be at most 300s"));
+        }
+        if self.refresh.idle.is_zero() {
+            return Err(Error::config("jwt.refresh.idle", "must be positive"));
+        }
+        if self.refresh.absolute.is_zero() {
+            return Err(Error::config("jwt.refresh.absolute", "must be positive"));
+        }
+        if self.refresh.grace > MAX_REFRESH_GRACE {
+            return Err(Error::config("jwt.refresh.grace", "must be at most 60s"));
+        }
+        if self.cache_size > MAX_CACHE_SIZE {
+            return Err(Error::config("jwt.cache_size", "must be at most 1000000"));
+        }
+        if self.revocation_poll_interval < Duration::from_millis(10) {
+            return Err(Error::config(
+                "jwt.revocation_poll_interval",
+                "must be at least 10ms",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -179,90 +235,6 @@ impl fmt::Debug for KeyConfig {
     }
 }
 
-const LENIENT_B64: GeneralPurposeConfig = GeneralPurposeConfig::new()
-    .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent);
-
-fn decode_secret(text: &str) -> Option<Vec<u8>> {
-    let text: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-    GeneralPurpose::new(&base64::alphabet::STANDARD, LENIENT_B64)
-        .decode(&text)
-        .or_else(|_| GeneralPurpose::new(&base64::alphabet::URL_SAFE, LENIENT_B64).decode(&text))
-        .ok()
-}
-
-impl KeyConfig {
-    /// Loads the key; errors name `jwt.keys[index].<field>`.
-    pub(crate) fn load(&self, index: usize) -> Result<JwtKey> {
-        let at = |field: &str| format!("jwt.keys[{index}].{field}");
-        let sources = [
-            self.pem.is_some(),
-            self.pem_file.is_some(),
-            self.jwk.is_some(),
-            self.secret.is_some(),
-            self.secret_file.is_some(),
-        ];
-        match sources.iter().filter(|s| **s).count() {
-            0 => {
-                return Err(Error::config(
-                    &format!("jwt.keys[{index}]"),
-                    "set one of pem, pem_file, jwk, secret or secret_file",
-                ));
-            }
-            1 => {}
-            _ => {
-                return Err(Error::config(
-                    &format!("jwt.keys[{index}]"),
-                    "set only one of pem, pem_file, jwk, secret or secret_file",
-                ));
-            }
-        }
-        let rewrap = |field: &str| {
-            let field = at(field);
-            move |e: Error| Error::config(&field, e.message())
-        };
-        let kid = self.kid.clone();
-        let key = if let Some(pem) = &self.pem {
-            JwtKey::from_pem(kid, self.alg, pem).map_err(rewrap("pem"))?
-        } else if let Some(path) = &self.pem_file {
-            JwtKey::from_pem_file(kid, self.alg, path).map_err(rewrap("pem_file"))?
-        } else if let Some(jwk) = &self.jwk {
-            JwtKey::from_jwk(kid, self.alg, jwk).map_err(rewrap("jwk"))?
-        } else {
-            let (field, text) = match (&self.secret, &self.secret_file) {
-                (Some(s), _) => ("secret", s.clone()),
-                (None, Some(path)) => (
-                    "secret_file",
-                    std::fs::read_to_string(path).map_err(|e| {
-                        Error::config(
-                            &at("secret_file"),
-                            format!("cannot read `{}`", path.display()),
-                        )
-                        .with_source(e)
-                    })?,
-                ),
-                (None, None) => unreachable_source(index)?,
-            };
-            let secret = decode_secret(&text)
-                .ok_or_else(|| Error::config(&at(field), "the secret is not base64"))?;
-            JwtKey::hmac(kid, self.alg, &secret).map_err(rewrap(field))?
-        };
-        if self.signing && !key.can_sign() {
-            return Err(Error::config(
-                &at("signing"),
-                "this key has no private part and cannot sign",
-            ));
-        }
-        Ok(key)
-    }
-}
-
-fn unreachable_source(index: usize) -> Result<(&'static str, String)> {
-    Err(Error::config(
-        &format!("jwt.keys[{index}]"),
-        "no key material",
-    ))
-}
-
 fn default_idle() -> Duration {
     Duration::from_secs(7 * 24 * 3600)
 }
@@ -312,7 +284,8 @@ fn default_timeout() -> Duration {
     Duration::from_secs(5)
 }
 
-/// A remote JWKS to take verification keys from (verifier-only mode).
+/// A remote JWKS to take verification keys from (verifier-only mode, cargo feature
+/// `remote-jwks`). It parses under every `jwt` build, so a config file reads the same.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RemoteJwksConfig {
@@ -347,6 +320,7 @@ impl RemoteJwksConfig {
         }
     }
 
+    #[cfg(feature = "remote-jwks")]
     pub(crate) fn validate(&self) -> Result<reqwest::Url> {
         let url = reqwest::Url::parse(&self.url)
             .map_err(|e| Error::config("jwt.jwks.url", "not a valid URL").with_source(e))?;

@@ -1,6 +1,6 @@
-//! JWT building blocks: keys and key rotation, access-token validation, the JWKS (published and
-//! consumed), the revocation mirror and the verified-token cache. The strategy itself is
-//! [`JwtStrategy`].
+//! JWT building blocks: keys and key rotation, access-token validation, the JWKS (published, and
+//! consumed with the cargo feature `remote-jwks`), the revocation mirror and the verified-token
+//! cache. The strategy itself is [`JwtStrategy`].
 //!
 //! # Example
 //! ```
@@ -45,21 +45,27 @@
 //! - Ephemeral keys ([`KeyRing::ephemeral`]) die with the process.
 
 pub mod alg;
+mod builder;
 pub(crate) mod cache;
 pub(crate) mod claims;
 pub mod config;
 mod encoding;
 pub mod jwk;
 pub(crate) mod jws;
+mod key_load;
+mod key_parse;
 pub mod keys;
+#[cfg(feature = "remote-jwks")]
 pub(crate) mod remote;
+mod session;
+mod strategy;
 
 pub use alg::Algorithm;
+pub use builder::JwtStrategyBuilder;
 pub use cache::DEFAULT_CACHE_SIZE;
 pub use claims::RESERVED_CLAIMS;
 pub use config::{JwtConfig, KeyConfig, RefreshConfig, RemoteJwksConfig};
 pub use jwk::{Jwk, Jwks};
 pub use jws::MAX_TOKEN_LEN;
 pub use keys::{JwtKey, KeyRing};
-
-pub use crate::strategy::jwt::{JWKS_PATH, JwtStrategy, JwtStrategyBuilder};
+pub use strategy::{JWKS_PATH, JwtStrategy};

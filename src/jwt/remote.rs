@@ -28,6 +28,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::{
+    config::RemoteJwksConfig,
     jws::{KeyQuery, Lookup},
     keys::{JwtKey, KeyRing},
 };
@@ -72,6 +73,32 @@ fn unavailable(message: impl Into<std::borrow::Cow<'static, str>>) -> Error {
 }
 
 impl RemoteJwks {
+    /// Starts verifier-only mode as `config` asks: the client, and the refresh task on `runtime`,
+    /// which ends when `shutdown` fires or is dropped.
+    ///
+    /// # Errors
+    /// A config error naming the offending `jwt.jwks` field.
+    pub(crate) fn start(
+        config: &RemoteJwksConfig,
+        clock: Arc<dyn Clock>,
+        runtime: &tokio::runtime::Handle,
+        shutdown: oneshot::Receiver<()>,
+    ) -> Result<Arc<Self>> {
+        let url = config.validate()?;
+        let jwks = Arc::new(Self::new(
+            RemoteSettings {
+                url,
+                refresh_interval: config.refresh_interval,
+                refetch_cooldown: config.refetch_cooldown,
+                max_stale: config.max_stale,
+                timeout: config.timeout,
+            },
+            clock,
+        )?);
+        runtime.spawn(refresher(Arc::downgrade(&jwks), shutdown));
+        Ok(jwks)
+    }
+
     pub(crate) fn new(settings: RemoteSettings, clock: Arc<dyn Clock>) -> Result<Self> {
         let client = reqwest::Client::builder()
             .timeout(settings.timeout)

@@ -29,12 +29,8 @@ use crate::{
 };
 
 pub mod cache;
-#[cfg(feature = "jwt")]
-pub mod jwt;
 pub mod server;
 
-#[cfg(feature = "jwt")]
-pub use jwt::JwtStrategy;
 pub use server::ServerSessions;
 
 /// The future returned by [`SessionStrategy::authenticate`]: either ready (no allocation) or a
