@@ -11,16 +11,17 @@
 //! `cargo build --example demo`).
 #![cfg(all(unix, feature = "sqlite", feature = "jwt"))]
 
-use crate::common::browser_support;
-
 use std::{
     path::Path,
     time::{Duration, Instant},
 };
 
+use crate::common::{
+    browser_support::{CHROMIUM, ChromeDriver, Demo, Scratch, require_browser},
+    demo_bin::tail,
+};
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use axum::{Router, response::Html, routing::get};
-use browser_support::{CHROMIUM, ChromeDriver, Demo, Scratch, require_browser, tail};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 

@@ -1,15 +1,15 @@
-//! Processes for the browser test: a scratch directory, the demo binary and chromedriver, each
-//! cleaned up on drop (including the Chromium processes that chromedriver started).
+//! Processes for the browser test: a scratch directory, the demo (started with
+//! [`demo_bin::launch`]) and chromedriver, each cleaned up on drop (including the Chromium
+//! processes that chromedriver started).
 
 use std::{
-    fs::File,
-    io::{BufRead, BufReader, Read},
     net::TcpListener,
     path::{Path, PathBuf},
-    process::{Child, ChildStdout, Command, Stdio},
-    sync::mpsc,
+    process::{Child, Command, Stdio},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
+
+use super::demo_bin::{self, Launched, tail};
 
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -51,19 +51,6 @@ impl Drop for Scratch {
     }
 }
 
-/// The last `max` bytes of a log file, for failure messages.
-pub fn tail(path: &Path, max: usize) -> String {
-    let mut text = String::new();
-    if let Ok(mut f) = File::open(path) {
-        let _ = f.read_to_string(&mut text);
-    }
-    let start = text.len().saturating_sub(max);
-    let start = (start..text.len())
-        .find(|&i| text.is_char_boundary(i))
-        .unwrap_or(text.len());
-    text[start..].to_owned()
-}
-
 /// A port that was free a moment ago (chromedriver needs a number up front).
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -77,28 +64,9 @@ fn kill(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// The demo binary (`target/<profile>/examples/demo`), which `cargo test` builds.
-pub fn demo_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>")
-        .join("examples")
-        .join("demo");
-    assert!(
-        path.is_file(),
-        "{} is not built: run `cargo build --example demo` (plain `cargo test` builds it)",
-        path.display()
-    );
-    path
-}
-
 /// The demo server, database strategy on a SQLite file in `dir`.
 pub struct Demo {
-    child: Child,
-    /// Kept open so the demo never writes into a closed pipe.
-    _stdout: BufReader<ChildStdout>,
+    launched: Launched,
     /// `127.0.0.1:<port>`.
     pub addr: String,
     pub port: u16,
@@ -108,71 +76,23 @@ pub struct Demo {
 impl Demo {
     pub fn start(dir: &Path) -> Self {
         let log = dir.join("demo.log");
-        let mut cmd = Command::new(demo_binary());
-        cmd.current_dir(dir);
-        for var in [
-            "KEYCARD_CONFIG",
-            "REDIS_URL",
-            "REDIS_CLUSTER_URLS",
-            "RUST_LOG",
-        ] {
-            cmd.env_remove(var);
-        }
         let db = dir.join("demo.db");
-        let mut child = cmd
-            .env("KEYCARD_STRATEGY", "database")
+        let mut cmd = demo_bin::command(dir);
+        cmd.env("KEYCARD_STRATEGY", "database")
             .env("DATABASE_URL", format!("sqlite://{}", db.display()))
-            // Port 0: the OS picks a free one and the start-up line names it.
-            .env("KEYCARD_DEMO_ADDR", "127.0.0.1:0")
-            .env("RUST_LOG", "keycard=info,warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(File::create(&log).expect("demo log file"))
-            .spawn()
-            .expect("spawn the demo");
-        let stdout = child.stdout.take().expect("demo stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let read = reader.read_line(&mut line);
-            let _ = tx.send((read.map(|_| line), reader));
-        });
-        let (line, stdout) = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok((Ok(line), reader)) if !line.is_empty() => (line, reader),
-            other => {
-                kill(&mut child);
-                panic!(
-                    "the demo printed no start-up line ({:?}); its stderr:\n{}",
-                    other.map(|(l, _)| l),
-                    tail(&log, 4000)
-                );
-            }
-        };
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no address in the start-up line {line:?}"))
-            .to_owned();
-        assert!(line.contains("strategy: database"), "{line}");
-        let port = addr
-            .rsplit_once(':')
-            .and_then(|(_, p)| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in {addr}"));
+            .env("RUST_LOG", "keycard=info,warn");
+        let launched = demo_bin::launch(cmd, &log, |_| {});
+        assert!(
+            launched.line.contains("strategy: database"),
+            "{}",
+            launched.line
+        );
         Self {
-            child,
-            _stdout: stdout,
-            addr,
-            port,
+            addr: launched.addr.clone(),
+            port: launched.port(),
             log,
+            launched,
         }
-    }
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        kill(&mut self.child);
     }
 }
 

@@ -1,8 +1,6 @@
 //! A loopback TCP proxy in front of a real server that a test can stall or cut, to reproduce a
 //! hung or dying store.
 
-#![allow(dead_code)]
-
 use std::{
     net::SocketAddr,
     sync::{

@@ -1,19 +1,15 @@
-//! Helpers for the hostile-input suite (`tests/hostile.rs`, `tests/hostile_races.rs`): the REAL
-//! demo router (`examples/demo/app.rs`) built in process on a real store, driven with
-//! `tower::ServiceExt::oneshot`, plus token forging (reusing `tests/jwt_support`) and a request
-//! body that can be held open to keep a request in flight.
+//! Helpers for the hostile-input suite (`tests/hostile/hostile.rs` and `hostile_races.rs`): the
+//! REAL demo router ([`super::demo`]) built in process on a real store and driven through
+//! [`super::http_client::Client`], plus token forging (reusing [`super::jwt_support`]) and a
+//! request body that can be held open to keep a request in flight.
 //!
 //! Backends:
 //! - [`database`]: the `database` strategy on a fresh SQLite file (cookie sessions);
 //! - [`jwt`]: the `jwt` strategy on a fresh SQLite file, with fixture keys the tests also hold
 //!   (`ed-1` EdDSA signs; `rs-1` RS256 and `hs-1` HS256 verify), so validly signed tokens can be
 //!   forged and every refusal is attributable to the one thing a case changes;
-//! - with the `postgres` feature, both strategies on a database of their own (created for the
-//!   test, dropped after), optionally through a [`fault_proxy::FaultProxy`].
-
-#![allow(dead_code, unused_imports, unused_macros)]
-
-pub use super::{app, fault_proxy, jwt_support};
+//! - with the `postgres` feature, both strategies on a database of their own
+//!   ([`super::pg::TempPg`]), optionally through a [`super::fault_proxy::FaultProxy`].
 
 use std::{
     net::SocketAddr,
@@ -23,328 +19,30 @@ use std::{
     time::Duration,
 };
 
-use argon2::Params;
-use axum::{
-    Router,
-    body::{Body, Bytes},
-    extract::ConnectInfo,
-};
+use axum::body::{Body, Bytes};
 use base64::Engine as _;
-use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
-use http_body_util::BodyExt;
+use http::{HeaderValue, Method, StatusCode, header};
 use keycard::{
     Keycard, KeycardConfig, StrategyKind,
     clock::{Clock, ManualClock},
-    config::DatabaseConfig,
     jwt::{Algorithm, JwtConfig, KeyConfig, KeyRing},
 };
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
-use tower::ServiceExt;
+
+use super::{
+    demo::{self, TempDb, database_config},
+    fault_proxy,
+    http_client::{Client, Resp, expect, request},
+    jwt_support,
+};
 
 pub use jwt_support::{AUDIENCE, ISSUER, Signer, b64, forge, forge_raw, secret_for, secs};
 
-/// The session (or access-token) cookie name of the demo.
-pub const COOKIE: &str = "__Host-keycard";
-/// The client address every request comes from.
-pub const PEER: ([u8; 4], u16) = ([203, 0, 113, 7], 51000);
 /// The kids of the jwt backend's key ring.
 pub const ED_KID: &str = "ed-1";
 pub const RS_KID: &str = "rs-1";
 pub const HS_KID: &str = "hs-1";
-
-// ---------------------------------------------------------------------------------------------
-// Responses and credentials
-
-/// A collected response.
-#[derive(Debug)]
-pub struct Resp {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-}
-
-impl Resp {
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.text()))
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    pub fn header(&self, name: impl header::AsHeaderName) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    pub fn set_cookies(&self) -> Vec<String> {
-        self.headers
-            .get_all(header::SET_COOKIE)
-            .iter()
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .collect()
-    }
-
-    /// The session cookie set by this response, if any (and not a removal).
-    pub fn session_cookie(&self) -> Option<String> {
-        self.set_cookies().into_iter().find_map(|c| {
-            let value = c.strip_prefix(COOKIE)?.strip_prefix('=')?;
-            let value = value.split(';').next()?;
-            (!value.is_empty()).then(|| value.to_owned())
-        })
-    }
-
-    /// Whether the response hands out a credential: a session/access cookie with a value, or
-    /// an access or refresh token in the body.
-    pub fn issues_credential(&self) -> bool {
-        if self.session_cookie().is_some() {
-            return true;
-        }
-        if self.set_cookies().iter().any(|c| {
-            c.starts_with("__Secure-keycard-refresh=")
-                && !c.starts_with("__Secure-keycard-refresh=;")
-        }) {
-            return true;
-        }
-        serde_json::from_slice::<Value>(&self.body)
-            .is_ok_and(|b| b.get("access_token").is_some() || b.get("refresh_token").is_some())
-    }
-
-    /// The `error` member of a JSON body.
-    pub fn error_code(&self) -> Option<String> {
-        serde_json::from_slice::<Value>(&self.body)
-            .ok()
-            .and_then(|b| b.get("error").and_then(Value::as_str).map(str::to_owned))
-    }
-}
-
-/// Asserts the exact status, with context, and that a refusal never hands out a credential.
-#[track_caller]
-pub fn expect(r: &Resp, status: StatusCode, what: &str) {
-    assert_eq!(
-        r.status,
-        status,
-        "{what}: expected {status}, got {} ({})",
-        r.status,
-        r.text()
-    );
-    if !status.is_success() && !status.is_redirection() {
-        assert!(
-            !r.issues_credential(),
-            "{what}: a {status} refusal handed out a credential: {:?} {}",
-            r.set_cookies(),
-            r.text()
-        );
-    }
-}
-
-/// A credential held by a test client.
-#[derive(Clone, Debug)]
-pub enum Cred {
-    Cookie(String),
-    Bearer {
-        access: String,
-        refresh: Option<String>,
-    },
-}
-
-impl Cred {
-    pub fn access(&self) -> &str {
-        match self {
-            Cred::Cookie(v) => v,
-            Cred::Bearer { access, .. } => access,
-        }
-    }
-
-    pub fn refresh(&self) -> &str {
-        match self {
-            Cred::Bearer {
-                refresh: Some(r), ..
-            } => r,
-            other => panic!("no refresh token in {other:?}"),
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The client: cheap to clone, Send + Sync, usable from spawned tasks
-
-/// Sends requests to the demo router, advancing the manual clock between requests.
-#[derive(Clone)]
-pub struct Client {
-    pub router: Router,
-    pub clock: ManualClock,
-    pub cookies: bool,
-}
-
-/// A request builder with `Host: localhost`.
-pub fn request(method: Method, path: &str) -> http::request::Builder {
-    Request::builder()
-        .method(method)
-        .uri(path)
-        .header(header::HOST, "localhost")
-}
-
-/// A request builder carrying `cred` in its proper transport.
-pub fn with_cred(method: Method, path: &str, cred: Option<&Cred>) -> http::request::Builder {
-    let b = request(method, path);
-    match cred {
-        None => b,
-        Some(Cred::Cookie(v)) => b.header(header::COOKIE, format!("{COOKIE}={v}")),
-        Some(Cred::Bearer { access, .. }) => {
-            b.header(header::AUTHORIZATION, format!("Bearer {access}"))
-        }
-    }
-}
-
-impl Client {
-    pub async fn send(&self, mut req: Request<Body>) -> Resp {
-        // No two requests share an instant, as for real clients.
-        self.clock.advance(Duration::from_millis(10));
-        req.extensions_mut()
-            .insert(ConnectInfo(SocketAddr::from(PEER)));
-        let response = self.router.clone().oneshot(req).await.expect("infallible");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        Resp {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    pub async fn call(&self, method: Method, path: &str, cred: Option<&Cred>) -> Resp {
-        self.send(with_cred(method, path, cred).body(Body::empty()).unwrap())
-            .await
-    }
-
-    pub async fn call_json(
-        &self,
-        method: Method,
-        path: &str,
-        cred: Option<&Cred>,
-        body: Value,
-    ) -> Resp {
-        self.send(
-            with_cred(method, path, cred)
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(body.to_string()))
-                .unwrap(),
-        )
-        .await
-    }
-
-    pub async fn login_response(&self, user: &str, password: &str) -> Resp {
-        self.call_json(
-            Method::POST,
-            "/login",
-            None,
-            json!({"username": user, "password": password}),
-        )
-        .await
-    }
-
-    /// The credential carried by a successful login/refresh/step-up response.
-    pub fn cred_from(&self, r: &Resp) -> Cred {
-        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-        if self.cookies {
-            Cred::Cookie(r.session_cookie().expect("a session cookie"))
-        } else {
-            let body = r.json();
-            Cred::Bearer {
-                access: body["access_token"]
-                    .as_str()
-                    .expect("access_token")
-                    .to_owned(),
-                refresh: body["refresh_token"].as_str().map(str::to_owned),
-            }
-        }
-    }
-
-    pub async fn alice(&self) -> Cred {
-        let r = self.login_response("alice", "wonderland").await;
-        self.cred_from(&r)
-    }
-
-    pub async fn admin(&self) -> Cred {
-        let r = self
-            .login_response("admin", "correct horse battery staple")
-            .await;
-        self.cred_from(&r)
-    }
-
-    pub async fn me(&self, cred: &Cred) -> StatusCode {
-        self.call(Method::GET, "/me", Some(cred)).await.status
-    }
-
-    /// `GET /me` with a raw `Authorization` value (any bytes a header may hold).
-    pub async fn me_with_authorization(&self, value: &[u8]) -> Resp {
-        self.send(
-            request(Method::GET, "/me")
-                .header(
-                    header::AUTHORIZATION,
-                    HeaderValue::from_bytes(value).expect("a header value"),
-                )
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-    }
-
-    /// `GET /me` with a raw `Cookie` value.
-    pub async fn me_with_cookie(&self, value: &str) -> Resp {
-        self.send(
-            request(Method::GET, "/me")
-                .header(header::COOKIE, value)
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-    }
-
-    /// `POST /refresh` with `{"refresh_token": token}`.
-    pub async fn refresh(&self, token: &str) -> Resp {
-        self.call_json(
-            Method::POST,
-            "/refresh",
-            None,
-            json!({ "refresh_token": token }),
-        )
-        .await
-    }
-
-    /// The public handles of the caller's sessions, with whether each is the current one.
-    pub async fn sessions(&self, cred: &Cred) -> Vec<(String, bool)> {
-        let r = self.call(Method::GET, "/sessions", Some(cred)).await;
-        expect(&r, StatusCode::OK, "GET /sessions");
-        r.json()
-            .as_array()
-            .expect("array")
-            .iter()
-            .map(|s| {
-                (
-                    s["id"].as_str().expect("id").to_owned(),
-                    s["current"] == true,
-                )
-            })
-            .collect()
-    }
-
-    pub async fn current_session_id(&self, cred: &Cred) -> String {
-        self.sessions(cred)
-            .await
-            .into_iter()
-            .find_map(|(id, current)| current.then_some(id))
-            .expect("the current session is listed")
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // The harness
@@ -366,14 +64,9 @@ impl std::ops::Deref for Harness {
     }
 }
 
-pub fn light_argon2() -> Params {
-    Params::new(256, 1, 1, None).expect("valid argon2 params")
-}
-
 impl Harness {
     fn new(keycard: Keycard, clock: ManualClock, guards: Vec<Box<dyn Send + Sync>>) -> Self {
         let kind = keycard.strategy().kind();
-        let users = app::Users::seeded_with(light_argon2()).expect("hash demo users");
         let forge = (kind.uses_tokens()
             && keycard
                 .jwt()
@@ -382,9 +75,10 @@ impl Harness {
         .then(|| Forge::new(clock.clone()));
         Self {
             client: Client {
-                router: app::app(keycard.clone(), users),
+                router: demo::router(keycard.clone()),
                 clock,
                 cookies: !keycard.transport().read_bearer,
+                agent: None,
             },
             keycard,
             kind,
@@ -452,53 +146,6 @@ impl Harness {
     }
 }
 
-/// A keycard from config on the manual clock.
-pub async fn from_config(config: &KeycardConfig, clock: &ManualClock) -> keycard::Result<Keycard> {
-    let runtime = keycard::config::Runtime {
-        clock: Some(Arc::new(clock.clone())),
-        ..keycard::config::Runtime::default()
-    };
-    Keycard::from_config_with(config, runtime).await
-}
-
-/// A fresh SQLite file, removed (with its journal files) when dropped.
-pub struct TempDb(std::path::PathBuf);
-
-impl TempDb {
-    pub fn new() -> Self {
-        let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("keycard-hostile");
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        Self(dir.join(format!(
-            "{}.db",
-            keycard::token::random_id().expect("random id")
-        )))
-    }
-
-    pub fn url(&self) -> String {
-        format!("sqlite://{}", self.0.display())
-    }
-}
-
-impl Drop for TempDb {
-    fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm", "-journal"] {
-            let mut p = self.0.clone().into_os_string();
-            p.push(suffix);
-            let _ = std::fs::remove_file(p);
-        }
-    }
-}
-
-pub fn database_config(strategy: StrategyKind, url: &str) -> KeycardConfig {
-    let mut config = KeycardConfig::new(strategy);
-    config.database = Some(DatabaseConfig {
-        url: url.to_owned(),
-        max_connections: 4,
-        migrate: true,
-    });
-    config
-}
-
 /// The jwt section: fixture keys (`ed-1` signs; `rs-1`, `hs-1` verify).
 pub fn fixture_jwt() -> JwtConfig {
     let mut jwt = JwtConfig::new(ISSUER, AUDIENCE);
@@ -528,9 +175,7 @@ pub async fn database(tweak: impl FnOnce(&mut KeycardConfig)) -> Harness {
     let clock = ManualClock::new();
     let mut config = database_config(StrategyKind::Database, &db.url());
     tweak(&mut config);
-    let keycard = from_config(&config, &clock)
-        .await
-        .unwrap_or_else(|e| panic!("keycard from config: {e} ({e:?})"));
+    let keycard = demo::keycard(&config, &clock).await;
     Harness::new(keycard, clock, vec![Box::new(db)])
 }
 
@@ -541,9 +186,7 @@ pub async fn jwt(tweak: impl FnOnce(&mut KeycardConfig)) -> Harness {
     let mut config = database_config(StrategyKind::Jwt, &db.url());
     config.jwt = Some(fixture_jwt());
     tweak(&mut config);
-    let keycard = from_config(&config, &clock)
-        .await
-        .unwrap_or_else(|e| panic!("keycard from config: {e} ({e:?})"));
+    let keycard = demo::keycard(&config, &clock).await;
     Harness::new(keycard, clock, vec![Box::new(db)])
 }
 
@@ -561,115 +204,8 @@ pub async fn jwt_demo() -> Harness {
 #[cfg(feature = "postgres")]
 pub mod pg {
     use super::*;
+    use crate::common::pg::{TempPg, upstream};
     use fault_proxy::FaultProxy;
-
-    pub fn admin_url() -> String {
-        std::env::var("DATABASE_URL")
-            .ok()
-            .filter(|u| u.starts_with("postgres"))
-            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into())
-    }
-
-    /// `scheme://user@host:port` and the query string of a URL.
-    fn split(url: &str) -> (String, String, String) {
-        let (base, query) = match url.split_once('?') {
-            Some((b, q)) => (b.to_owned(), format!("?{q}")),
-            None => (url.to_owned(), String::new()),
-        };
-        let (head, hostport) = match base.rsplit_once('@') {
-            Some((h, rest)) => (
-                format!("{h}@"),
-                rest.split('/')
-                    .next()
-                    .unwrap_or("127.0.0.1:5432")
-                    .to_owned(),
-            ),
-            None => {
-                let rest = base
-                    .trim_start_matches("postgres://")
-                    .trim_start_matches("postgresql://");
-                (
-                    "postgres://".to_owned(),
-                    rest.split('/')
-                        .next()
-                        .unwrap_or("127.0.0.1:5432")
-                        .to_owned(),
-                )
-            }
-        };
-        (head, hostport, query)
-    }
-
-    /// The PostgreSQL server's address.
-    pub fn upstream() -> SocketAddr {
-        let (_, hostport, _) = split(&admin_url());
-        std::net::ToSocketAddrs::to_socket_addrs(&hostport)
-            .expect("resolve the PostgreSQL host")
-            .next()
-            .expect("an address")
-    }
-
-    /// A database created for one test, dropped (with `psql`) when this is dropped.
-    pub struct TempPg {
-        pub name: String,
-    }
-
-    impl TempPg {
-        pub async fn create() -> Self {
-            use sqlx::Connection;
-            // One CREATE DATABASE at a time (they copy the same template).
-            static CREATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-            let _one = CREATING.lock().await;
-            let name = format!(
-                "keycard_hostile_{}",
-                keycard::token::random_id()
-                    .expect("random id")
-                    .to_ascii_lowercase()
-                    .chars()
-                    .filter(char::is_ascii_alphanumeric)
-                    .take(16)
-                    .collect::<String>()
-            );
-            let mut conn = tokio::time::timeout(
-                Duration::from_secs(10),
-                sqlx::PgConnection::connect(&admin_url()),
-            )
-            .await
-            .expect("PostgreSQL connect in time")
-            .unwrap_or_else(|e| panic!("PostgreSQL at DATABASE_URL: {e}"));
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&mut conn)
-                .await
-                .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
-            let _ = conn.close().await;
-            Self { name }
-        }
-
-        /// The URL of this database, at `addr` (the server itself, or a proxy in front of it).
-        pub fn url_via(&self, addr: SocketAddr) -> String {
-            let (head, _, query) = split(&admin_url());
-            format!("{head}{addr}/{}{query}", self.name)
-        }
-
-        pub fn url(&self) -> String {
-            self.url_via(upstream())
-        }
-    }
-
-    impl Drop for TempPg {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("psql")
-                .arg(admin_url())
-                .args(["-q", "-c"])
-                .arg(format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    self.name
-                ))
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status();
-        }
-    }
 
     /// The demo on a PostgreSQL database of its own, reached through a fault proxy.
     pub struct Faulty {
@@ -683,7 +219,7 @@ pub mod pg {
         strategy: StrategyKind,
         tweak: impl FnOnce(&mut KeycardConfig),
     ) -> Faulty {
-        let db = TempPg::create().await;
+        let db = TempPg::create("hostile").await;
         // Migrate directly, so the proxied pool only ever serves requests.
         let direct = keycard::store::sql::SqlStore::connect(
             &db.url(),
@@ -700,9 +236,7 @@ pub mod pg {
         }
         config.session.store_timeout = Duration::from_millis(500);
         tweak(&mut config);
-        let keycard = from_config(&config, &clock)
-            .await
-            .unwrap_or_else(|e| panic!("keycard from config: {e} ({e:?})"));
+        let keycard = demo::keycard(&config, &clock).await;
         Faulty {
             h: Harness::new(keycard, clock, vec![Box::new(db)]),
             proxy: Some(proxy),
@@ -711,7 +245,7 @@ pub mod pg {
 
     /// The demo with `strategy` on a fresh PostgreSQL database, directly.
     pub async fn direct(strategy: StrategyKind, tweak: impl FnOnce(&mut KeycardConfig)) -> Harness {
-        let db = TempPg::create().await;
+        let db = TempPg::create("hostile").await;
         let clock = ManualClock::new();
         let mut config = database_config(strategy, &db.url());
         config.database.as_mut().unwrap().max_connections = 8;
@@ -719,9 +253,7 @@ pub mod pg {
             config.jwt = Some(fixture_jwt());
         }
         tweak(&mut config);
-        let keycard = from_config(&config, &clock)
-            .await
-            .unwrap_or_else(|e| panic!("keycard from config: {e} ({e:?})"));
+        let keycard = demo::keycard(&config, &clock).await;
         Harness::new(keycard, clock, vec![Box::new(db)])
     }
 }

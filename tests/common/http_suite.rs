@@ -1,35 +1,31 @@
-//! The server-session strategy conformance suite, driven through the real layer and router.
+//! The server-session strategy conformance suite, driven through the real layer and the test app
+//! ([`super::test_app`]).
 //!
 //! `http_suite!(module_name, store_expr)` expands to a module with one `#[tokio::test]` per case;
-//! the expression (which may use `.await`) must evaluate to an `Arc<dyn SessionStore>` (a fresh or shared real store: every case uses
-//! its own random subjects).
-
-#![allow(dead_code)]
+//! the expression (which may use `.await`) must evaluate to an `Arc<dyn SessionStore>` (a fresh
+//! or shared real store: every case uses its own random subjects).
 
 use std::{sync::Arc, time::Duration};
 
 use axum::{
-    Json, Router,
+    Router,
     body::Body,
     http::{Request, StatusCode, header},
-    response::Response,
-    routing::{delete, get, post},
+    routing::get,
 };
-use http_body_util::BodyExt;
 use keycard::{
-    Auth, Keycard, Principal, Rejection, RequireRole, Role,
+    Keycard, Principal,
     clock::{Clock, ManualClock},
     store::{LimitPolicy, SessionLimit, SessionStore},
     strategy::{ServerSessions, server::ServerSettings},
     token::random_id,
 };
-use serde_json::{Value, json};
-use tower::ServiceExt;
+use serde_json::json;
 
-pub struct Admin;
-impl Role for Admin {
-    const NAME: &'static str = "admin";
-}
+use super::{
+    http_client::{get_req, post_req, send, status},
+    test_app::{login, router},
+};
 
 pub struct Fixture {
     pub app: Router,
@@ -64,122 +60,6 @@ pub fn fixture(store: Arc<dyn SessionStore>, settings: ServerSettings) -> Fixtur
     }
 }
 
-pub fn router(keycard: &Keycard) -> Router {
-    async fn login(auth: Auth, Json(body): Json<Value>) -> Result<Json<Value>, Rejection> {
-        let subject = body["subject"].as_str().unwrap_or("nobody").to_owned();
-        let roles: Vec<String> = body["roles"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|r| r.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let issued = auth.login(Principal::builder(subject).roles(roles)).await?;
-        Ok(Json(json!({ "session": issued.principal.session().id })))
-    }
-    async fn me(user: Principal) -> Json<Value> {
-        Json(
-            json!({ "subject": user.subject(), "roles": user.roles(), "session": user.session().id }),
-        )
-    }
-    async fn maybe(user: Option<Principal>) -> String {
-        user.map_or_else(|| "anonymous".into(), |u| u.subject().to_owned())
-    }
-    async fn admin(RequireRole(user, ..): RequireRole<Admin>) -> String {
-        user.subject().to_owned()
-    }
-    async fn logout(auth: Auth) -> Result<StatusCode, Rejection> {
-        auth.logout().await?;
-        Ok(StatusCode::NO_CONTENT)
-    }
-    async fn logout_all(auth: Auth) -> Result<StatusCode, Rejection> {
-        auth.logout_all().await?;
-        Ok(StatusCode::NO_CONTENT)
-    }
-    async fn sessions(auth: Auth) -> Result<Json<Value>, Rejection> {
-        Ok(Json(serde_json::to_value(auth.sessions().await?).unwrap()))
-    }
-    async fn revoke(
-        auth: Auth,
-        axum::extract::Path(id): axum::extract::Path<String>,
-    ) -> Result<StatusCode, Rejection> {
-        auth.revoke(&id).await?;
-        Ok(StatusCode::NO_CONTENT)
-    }
-    async fn promote(auth: Auth, user: Principal) -> Result<StatusCode, Rejection> {
-        auth.rotate(Some(
-            Principal::builder(user.subject())
-                .roles(["user", "admin"])
-                .build(),
-        ))
-        .await?;
-        Ok(StatusCode::NO_CONTENT)
-    }
-    Router::new()
-        .route("/login", post(login))
-        .route("/me", get(me))
-        .route("/maybe", get(maybe))
-        .route("/public", get(|| async { "hello" }))
-        .route("/public", post(|| async { "posted" }))
-        .route("/admin", get(admin))
-        .route("/logout", post(logout))
-        .route("/logout-all", post(logout_all))
-        .route("/sessions", get(sessions))
-        .route("/sessions/{id}", delete(revoke))
-        .route("/promote", post(promote))
-        .layer(keycard.layer())
-}
-
-pub async fn send(app: &Router, req: Request<Body>) -> Response {
-    app.clone().oneshot(req).await.expect("infallible")
-}
-
-pub fn get_req(path: &str, cookie: Option<&str>) -> Request<Body> {
-    let mut b = Request::get(path);
-    if let Some(c) = cookie {
-        b = b.header(header::COOKIE, c);
-    }
-    b.body(Body::empty()).unwrap()
-}
-
-pub fn post_req(path: &str, cookie: Option<&str>, body: Value) -> Request<Body> {
-    let mut b = Request::post(path).header(header::CONTENT_TYPE, "application/json");
-    if let Some(c) = cookie {
-        b = b.header(header::COOKIE, c);
-    }
-    b.body(Body::from(body.to_string())).unwrap()
-}
-
-pub async fn json_body(resp: Response) -> Value {
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-}
-
-/// Logs `subject` in and returns the `name=value` cookie pair.
-pub async fn login(app: &Router, subject: &str, roles: &[&str], cookie: Option<&str>) -> String {
-    let resp = send(
-        app,
-        post_req(
-            "/login",
-            cookie,
-            json!({"subject": subject, "roles": roles}),
-        ),
-    )
-    .await;
-    assert_eq!(resp.status(), StatusCode::OK, "login failed");
-    set_cookie_pair(&resp).expect("login sets a cookie")
-}
-
-pub fn set_cookie_pair(resp: &Response) -> Option<String> {
-    let v = resp.headers().get(header::SET_COOKIE)?.to_str().ok()?;
-    Some(v.split(';').next()?.to_owned())
-}
-
-pub async fn status(app: &Router, req: Request<Body>) -> StatusCode {
-    send(app, req).await.status()
-}
-
 /// After a store outage ends, `/me` with `cookie` answers 200 again within 5 s without a
 /// restart, and meanwhile only 200 or 503 (never an anonymous answer).
 pub async fn recovers_without_restart(app: &Router, cookie: &str) {
@@ -198,8 +78,8 @@ pub async fn recovers_without_restart(app: &Router, cookie: &str) {
 
 pub async fn login_sets_secure_cookie(f: Fixture) {
     let resp = send(&f.app, post_req("/login", None, json!({"subject": f.user}))).await;
-    assert_eq!(resp.status(), 200);
-    let cookies: Vec<_> = resp.headers().get_all(header::SET_COOKIE).iter().collect();
+    assert_eq!(resp.status, 200);
+    let cookies: Vec<_> = resp.headers.get_all(header::SET_COOKIE).iter().collect();
     assert_eq!(cookies.len(), 1);
     let c = cookies[0].to_str().unwrap();
     assert!(c.starts_with("__Host-keycard="), "{c}");
@@ -207,7 +87,7 @@ pub async fn login_sets_secure_cookie(f: Fixture) {
         assert!(c.contains(attr), "{c} lacks {attr}");
     }
     assert!(!c.to_ascii_lowercase().contains("domain"), "{c}");
-    assert_eq!(resp.headers()[header::CACHE_CONTROL], "no-store");
+    assert_eq!(resp.headers[header::CACHE_CONTROL], "no-store");
     let value = c.split(';').next().unwrap().split_once('=').unwrap().1;
     assert_eq!(value.len(), 43, "256-bit token, base64url");
     let me = send(
@@ -215,8 +95,8 @@ pub async fn login_sets_secure_cookie(f: Fixture) {
         get_req("/me", Some(&format!("__Host-keycard={value}"))),
     )
     .await;
-    assert_eq!(me.status(), 200);
-    assert_eq!(json_body(me).await["subject"], f.user.as_str());
+    assert_eq!(me.status, 200);
+    assert_eq!(me.json()["subject"], f.user.as_str());
 }
 
 pub async fn store_keeps_only_the_hash(f: Fixture) {
@@ -232,8 +112,8 @@ pub async fn store_keeps_only_the_hash(f: Fixture) {
 
 pub async fn missing_and_bad_credentials_are_401(f: Fixture) {
     let resp = send(&f.app, get_req("/me", None)).await;
-    assert_eq!(resp.status(), 401);
-    assert!(resp.headers().contains_key(header::WWW_AUTHENTICATE));
+    assert_eq!(resp.status, 401);
+    assert!(resp.headers.contains_key(header::WWW_AUTHENTICATE));
     for bad in [
         "__Host-keycard=",
         "__Host-keycard=abc",
@@ -264,9 +144,8 @@ pub async fn missing_and_bad_credentials_are_401(f: Fixture) {
 
 pub async fn anonymous_optional_and_public(f: Fixture) {
     let resp = send(&f.app, get_req("/maybe", None)).await;
-    assert_eq!(resp.status(), 200);
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    assert_eq!(&bytes[..], b"anonymous");
+    assert_eq!(resp.status, 200);
+    assert_eq!(&resp.body[..], b"anonymous");
     assert_eq!(status(&f.app, get_req("/public", None)).await, 200);
 }
 
@@ -314,8 +193,8 @@ pub async fn fixation_client_chosen_id_never_adopted(f: Fixture) {
 pub async fn logout_clears_and_replay_fails(f: Fixture) {
     let pair = login(&f.app, &f.user, &[], None).await;
     let resp = send(&f.app, post_req("/logout", Some(&pair), json!({}))).await;
-    assert_eq!(resp.status(), 204);
-    let c = resp.headers()[header::SET_COOKIE]
+    assert_eq!(resp.status, 204);
+    let c = resp.headers[header::SET_COOKIE]
         .to_str()
         .unwrap()
         .to_owned();
@@ -323,7 +202,7 @@ pub async fn logout_clears_and_replay_fails(f: Fixture) {
     for attr in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/", "Max-Age=0"] {
         assert!(c.contains(attr), "{c} lacks {attr}");
     }
-    assert_eq!(resp.headers()[header::CACHE_CONTROL], "no-store");
+    assert_eq!(resp.headers[header::CACHE_CONTROL], "no-store");
     assert_eq!(status(&f.app, get_req("/me", Some(&pair))).await, 401);
     assert_eq!(
         status(&f.app, post_req("/logout", Some(&pair), json!({}))).await,
@@ -337,8 +216,8 @@ pub async fn logout_all_and_listing(f: Fixture) {
     let other_user = format!("{}-other", f.user);
     let c = login(&f.app, &other_user, &[], None).await;
     let resp = send(&f.app, get_req("/sessions", Some(&a))).await;
-    assert_eq!(resp.status(), 200);
-    let list = json_body(resp).await;
+    assert_eq!(resp.status, 200);
+    let list = resp.json();
     let list = list.as_array().unwrap();
     assert_eq!(list.len(), 2);
     assert_eq!(list.iter().filter(|s| s["current"] == true).count(), 1);
@@ -373,11 +252,11 @@ pub async fn revoke_one_session(f: Fixture) {
     let a = login(&f.app, &f.user, &[], None).await;
     let b = login(&f.app, &f.user, &[], None).await;
     let other = login(&f.app, &format!("{}-x", f.user), &[], None).await;
-    let other_id = json_body(send(&f.app, get_req("/me", Some(&other))).await).await["session"]
+    let other_id = send(&f.app, get_req("/me", Some(&other))).await.json()["session"]
         .as_str()
         .unwrap()
         .to_owned();
-    let b_id = json_body(send(&f.app, get_req("/me", Some(&b))).await).await["session"]
+    let b_id = send(&f.app, get_req("/me", Some(&b))).await.json()["session"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -412,8 +291,9 @@ pub async fn roles_guard(f: Fixture) {
 pub async fn rotation_after_privilege_change(f: Fixture) {
     let old = login(&f.app, &f.user, &["user"], None).await;
     let resp = send(&f.app, post_req("/promote", Some(&old), json!({}))).await;
-    assert_eq!(resp.status(), 204);
-    let new = set_cookie_pair(&resp).expect("rotation sets a new cookie");
+    // The test app answers a rotation with the issued credential (`test_app::issued_json`).
+    assert_eq!(resp.status, 200);
+    let new = resp.cookie_pair().expect("rotation sets a new cookie");
     assert_ne!(new, old);
     assert_eq!(status(&f.app, get_req("/me", Some(&old))).await, 401);
     assert_eq!(status(&f.app, get_req("/admin", Some(&new))).await, 200);
@@ -471,7 +351,7 @@ pub async fn session_limit_reject(store: Arc<dyn SessionStore>) {
     login(&f.app, &f.user, &[], None).await;
     login(&f.app, &f.user, &[], None).await;
     let resp = send(&f.app, post_req("/login", None, json!({"subject": f.user}))).await;
-    assert_eq!(resp.status(), 403);
+    assert_eq!(resp.status, 403);
 }
 
 pub async fn session_limit_evicts_oldest_under_concurrency(store: Arc<dyn SessionStore>) {
@@ -491,7 +371,7 @@ pub async fn session_limit_evicts_oldest_under_concurrency(store: Arc<dyn Sessio
         tasks.push(tokio::spawn(async move {
             send(&app, post_req("/login", None, json!({"subject": user})))
                 .await
-                .status()
+                .status
         }));
     }
     for t in tasks {
@@ -535,8 +415,8 @@ pub async fn missing_layer_is_500_naming_it() {
         get(|u: Principal| async move { u.subject().to_owned() }),
     );
     let resp = send(&app, get_req("/me", None)).await;
-    assert_eq!(resp.status(), 500);
-    let body = json_body(resp).await;
+    assert_eq!(resp.status, 500);
+    let body = resp.json();
     assert!(
         body["error_description"]
             .as_str()

@@ -8,17 +8,22 @@
 pub mod app;
 pub mod browser_support;
 pub mod conformance;
+pub mod demo;
 pub mod demo_bin;
 pub mod fault_proxy;
 #[cfg(all(feature = "jwt", feature = "sqlite"))]
 pub mod hostile_support;
+pub mod http_client;
 pub mod http_suite;
 /// Kept at `tests/jwt_support` because `benches/jwt.rs` includes it from there too.
 #[cfg(feature = "jwt")]
 #[path = "../jwt_support/mod.rs"]
 pub mod jwt_support;
+#[cfg(feature = "postgres")]
+pub mod pg;
 #[cfg(feature = "redis")]
 pub mod redis_support;
+pub mod test_app;
 
 use std::time::{Duration, SystemTime};
 

@@ -13,18 +13,11 @@
     allow(dead_code, unused_macros)
 )]
 
-use crate::common::app;
-
-use std::{collections::BTreeSet, net::SocketAddr, sync::Arc, time::Duration};
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use argon2::Params;
-use axum::{
-    Router,
-    body::{Body, Bytes},
-    extract::ConnectInfo,
-};
-use http::{HeaderMap, Method, Request, StatusCode, header};
-use http_body_util::BodyExt;
+use axum::body::Body;
+use http::{Method, StatusCode, header};
 use keycard::{
     Keycard, StrategyKind,
     clock::{Clock, ManualClock},
@@ -32,10 +25,12 @@ use keycard::{
     strategy::{ServerSessions, server::ServerSettings},
 };
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
-const COOKIE: &str = "__Host-keycard";
-const PEER: ([u8; 4], u16) = ([203, 0, 113, 7], 51000);
+use crate::common::{
+    app,
+    demo::{self, light_argon2},
+    http_client::{COOKIE, Client, Cred, Resp, with_cred},
+};
 
 // ---------------------------------------------------------------------------------------------
 // Harness
@@ -47,214 +42,37 @@ struct Backend {
     _guards: Vec<Box<dyn Send>>,
 }
 
+/// The demo router on one backend, driven by one client (`User-Agent: e2e-alice` etc.).
 struct Harness {
-    router: Router,
-    clock: ManualClock,
+    client: Client,
     kind: StrategyKind,
     _backend: Backend,
 }
 
-/// A credential held by a test client.
-#[derive(Clone, Debug)]
-enum Cred {
-    Cookie(String),
-    Bearer {
-        access: String,
-        refresh: Option<String>,
-    },
-}
-
-struct Resp {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Resp {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.text()))
+impl std::ops::Deref for Harness {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
     }
-
-    fn text(&self) -> &str {
-        std::str::from_utf8(&self.body).expect("UTF-8 body")
-    }
-
-    fn header(&self, name: impl header::AsHeaderName) -> Option<&str> {
-        self.headers
-            .get(name)
-            .map(|v| v.to_str().expect("ASCII header"))
-    }
-
-    fn set_cookies(&self) -> Vec<&str> {
-        self.headers
-            .get_all(header::SET_COOKIE)
-            .iter()
-            .map(|v| v.to_str().expect("ASCII Set-Cookie"))
-            .collect()
-    }
-
-    /// The value of the session cookie set by this response, if any (and not a removal).
-    fn session_cookie(&self) -> Option<String> {
-        self.set_cookies().into_iter().find_map(|c| {
-            let value = c.strip_prefix(COOKIE)?.strip_prefix('=')?;
-            let value = value.split(';').next()?;
-            (!value.is_empty()).then(|| value.to_owned())
-        })
-    }
-
-    fn clears_session_cookie(&self) -> bool {
-        self.set_cookies()
-            .iter()
-            .any(|c| c.starts_with(&format!("{COOKIE}=;")) && c.contains("Max-Age=0"))
-    }
-}
-
-fn light_argon2() -> Params {
-    Params::new(256, 1, 1, None).expect("valid argon2 params")
 }
 
 impl Harness {
     async fn start(backend: Backend, clock: ManualClock) -> Self {
         let kind = backend.keycard.strategy().kind();
-        let users = app::Users::seeded_with(light_argon2()).expect("hash demo users");
         Self {
-            router: app::app(backend.keycard.clone(), users),
-            clock,
+            client: Client {
+                router: demo::router(backend.keycard.clone()),
+                clock,
+                cookies: !kind.uses_tokens(),
+                agent: Some("e2e"),
+            },
             kind,
             _backend: backend,
         }
     }
 
     fn cookies(&self) -> bool {
-        !self.kind.uses_tokens()
-    }
-
-    async fn send(&self, mut req: Request<Body>) -> Resp {
-        // Time passes between requests, as it does for real clients: no two requests share an
-        // instant (a frozen clock would make "issued before T" revocations ambiguous).
-        self.clock.advance(Duration::from_millis(10));
-        req.extensions_mut()
-            .insert(ConnectInfo(SocketAddr::from(PEER)));
-        let response = self.router.clone().oneshot(req).await.expect("infallible");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        Resp {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    fn request(method: Method, path: &str, cred: Option<&Cred>) -> http::request::Builder {
-        let b = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(header::HOST, "localhost");
-        match cred {
-            None => b,
-            Some(Cred::Cookie(v)) => b.header(header::COOKIE, format!("{COOKIE}={v}")),
-            Some(Cred::Bearer { access, .. }) => {
-                b.header(header::AUTHORIZATION, format!("Bearer {access}"))
-            }
-        }
-    }
-
-    async fn call(&self, method: Method, path: &str, cred: Option<&Cred>) -> Resp {
-        self.send(
-            Self::request(method, path, cred)
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-    }
-
-    async fn call_json(
-        &self,
-        method: Method,
-        path: &str,
-        cred: Option<&Cred>,
-        body: Value,
-    ) -> Resp {
-        self.send(
-            Self::request(method, path, cred)
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(body.to_string()))
-                .unwrap(),
-        )
-        .await
-    }
-
-    async fn call_form(&self, path: &str, cred: Option<&Cred>, form: &str) -> Resp {
-        self.send(
-            Self::request(Method::POST, path, cred)
-                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-                .header("sec-fetch-site", "same-origin")
-                .header(header::ACCEPT, "text/html,application/xhtml+xml")
-                .body(Body::from(form.to_owned()))
-                .unwrap(),
-        )
-        .await
-    }
-
-    async fn login_response(&self, user: &str, password: &str, user_agent: &str) -> Resp {
-        self.send(
-            Self::request(Method::POST, "/login", None)
-                .header(header::CONTENT_TYPE, "application/json")
-                .header(header::USER_AGENT, user_agent)
-                .body(Body::from(
-                    json!({"username": user, "password": password}).to_string(),
-                ))
-                .unwrap(),
-        )
-        .await
-    }
-
-    /// The credential carried by a successful login/refresh/step-up response.
-    fn cred_from(&self, r: &Resp) -> Cred {
-        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-        if self.cookies() {
-            Cred::Cookie(r.session_cookie().expect("a session cookie"))
-        } else {
-            let body = r.json();
-            Cred::Bearer {
-                access: body["access_token"]
-                    .as_str()
-                    .expect("access_token")
-                    .to_owned(),
-                refresh: body["refresh_token"].as_str().map(str::to_owned),
-            }
-        }
-    }
-
-    async fn login_as(&self, user: &str, password: &str, user_agent: &str) -> Cred {
-        let r = self.login_response(user, password, user_agent).await;
-        self.cred_from(&r)
-    }
-
-    async fn alice(&self) -> Cred {
-        self.login_as("alice", "wonderland", "e2e-alice").await
-    }
-
-    async fn admin(&self) -> Cred {
-        self.login_as("admin", "correct horse battery staple", "e2e-admin")
-            .await
-    }
-
-    async fn me_status(&self, cred: &Cred) -> StatusCode {
-        self.call(Method::GET, "/me", Some(cred)).await.status
-    }
-
-    async fn sessions(&self, cred: &Cred) -> Vec<Value> {
-        let r = self.call(Method::GET, "/sessions", Some(cred)).await;
-        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-        r.json().as_array().expect("array").clone()
+        self.client.cookies
     }
 }
 
@@ -292,68 +110,10 @@ async fn make_memory(clock: ManualClock) -> Backend {
     }
 }
 
-#[cfg(any(feature = "_sql", feature = "redis"))]
-async fn from_config(config: keycard::KeycardConfig, clock: ManualClock) -> Keycard {
-    let runtime = keycard::config::Runtime {
-        clock: Some(Arc::new(clock)),
-        ..keycard::config::Runtime::default()
-    };
-    Keycard::from_config_with(&config, runtime)
-        .await
-        .unwrap_or_else(|e| panic!("keycard from config: {e} ({e:?})"))
-}
-
-#[cfg(feature = "_sql")]
-fn database_config(strategy: StrategyKind, url: &str) -> keycard::KeycardConfig {
-    let mut config = keycard::KeycardConfig::new(strategy);
-    config.database = Some(keycard::config::DatabaseConfig {
-        url: url.to_owned(),
-        max_connections: 4,
-        migrate: true,
-    });
-    config
-}
-
-/// A fresh SQLite file, removed (with its journal files) when the test ends.
-#[cfg(feature = "sqlite")]
-struct TempDb(std::path::PathBuf);
-
-#[cfg(feature = "sqlite")]
-impl TempDb {
-    fn new() -> Self {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static N: AtomicU64 = AtomicU64::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .subsec_nanos();
-        Self(std::env::temp_dir().join(format!(
-            "keycard-demo-e2e-{}-{}-{nanos}.db",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        )))
-    }
-
-    fn url(&self) -> String {
-        format!("sqlite://{}", self.0.display())
-    }
-}
-
-#[cfg(feature = "sqlite")]
-impl Drop for TempDb {
-    fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm", "-journal"] {
-            let mut p = self.0.clone().into_os_string();
-            p.push(suffix);
-            let _ = std::fs::remove_file(p);
-        }
-    }
-}
-
 #[cfg(feature = "sqlite")]
 async fn sqlite_backend(strategy: StrategyKind, clock: ManualClock) -> Backend {
-    let db = TempDb::new();
-    let keycard = from_config(database_config(strategy, &db.url()), clock).await;
+    let db = demo::TempDb::new();
+    let keycard = demo::keycard(&demo::database_config(strategy, &db.url()), &clock).await;
     Backend {
         keycard,
         _guards: vec![Box::new(db)],
@@ -378,10 +138,10 @@ fn ephemeral_jwt() -> keycard::jwt::JwtConfig {
 /// `jwt` or `hybrid` with an ephemeral Ed25519 key and refresh families in a fresh SQLite file.
 #[cfg(all(feature = "jwt", feature = "sqlite"))]
 async fn token_backend(strategy: StrategyKind, clock: ManualClock) -> Backend {
-    let db = TempDb::new();
-    let mut config = database_config(strategy, &db.url());
+    let db = demo::TempDb::new();
+    let mut config = demo::database_config(strategy, &db.url());
     config.jwt = Some(ephemeral_jwt());
-    let keycard = from_config(config, clock).await;
+    let keycard = demo::keycard(&config, &clock).await;
     Backend {
         keycard,
         _guards: vec![Box::new(db)],
@@ -428,8 +188,8 @@ fn postgres_url() -> String {
 
 #[cfg(feature = "postgres")]
 async fn make_postgres(clock: ManualClock) -> Backend {
-    let config = database_config(StrategyKind::Database, &postgres_url());
-    shared_server(&POSTGRES, from_config(config, clock).await).await
+    let config = demo::database_config(StrategyKind::Database, &postgres_url());
+    shared_server(&POSTGRES, demo::keycard(&config, &clock).await).await
 }
 
 #[cfg(feature = "mysql")]
@@ -437,7 +197,7 @@ async fn make_mysql(clock: ManualClock) -> Backend {
     static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let url =
         std::env::var("MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
-    let keycard = from_config(database_config(StrategyKind::Database, &url), clock).await;
+    let keycard = demo::keycard(&demo::database_config(StrategyKind::Database, &url), &clock).await;
     shared_server(&LOCK, keycard).await
 }
 
@@ -459,7 +219,7 @@ fn redis_config(strategy: StrategyKind) -> keycard::KeycardConfig {
 #[cfg(feature = "redis")]
 async fn make_redis(clock: ManualClock) -> Backend {
     Backend {
-        keycard: from_config(redis_config(StrategyKind::Redis), clock).await,
+        keycard: demo::keycard(&redis_config(StrategyKind::Redis), &clock).await,
         _guards: Vec::new(),
     }
 }
@@ -469,23 +229,23 @@ async fn make_jwt_redis(clock: ManualClock) -> Backend {
     let mut config = redis_config(StrategyKind::Jwt);
     config.jwt = Some(ephemeral_jwt());
     Backend {
-        keycard: from_config(config, clock).await,
+        keycard: demo::keycard(&config, &clock).await,
         _guards: Vec::new(),
     }
 }
 
 #[cfg(all(feature = "jwt", feature = "postgres"))]
 async fn make_jwt_postgres(clock: ManualClock) -> Backend {
-    let mut config = database_config(StrategyKind::Jwt, &postgres_url());
+    let mut config = demo::database_config(StrategyKind::Jwt, &postgres_url());
     config.jwt = Some(ephemeral_jwt());
-    shared_server(&POSTGRES, from_config(config, clock).await).await
+    shared_server(&POSTGRES, demo::keycard(&config, &clock).await).await
 }
 
 // ---------------------------------------------------------------------------------------------
 // Tests for every strategy
 
 async fn login_returns_subject_and_roles(h: &Harness) {
-    let r = h.login_response("alice", "wonderland", "e2e").await;
+    let r = h.login_response_as("alice", "wonderland", "e2e").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_no_store(&r);
     let body = r.json();
@@ -509,23 +269,23 @@ async fn login_returns_subject_and_roles(h: &Harness) {
         assert!(body["expires_in"].as_u64().is_some_and(|s| s > 0));
     }
     let admin = h
-        .login_response("admin", "correct horse battery staple", "e2e")
+        .login_response_as("admin", "correct horse battery staple", "e2e")
         .await;
     assert_eq!(admin.status, StatusCode::OK);
     assert_eq!(admin.json()["roles"], json!(["user", "admin"]));
 }
 
 async fn login_refuses_bad_password_and_unknown_user(h: &Harness) {
-    assert_invalid_credentials(&h.login_response("alice", "Wonderland", "e2e").await);
-    assert_invalid_credentials(&h.login_response("alice", "", "e2e").await);
-    assert_invalid_credentials(&h.login_response("mallory", "wonderland", "e2e").await);
-    assert_invalid_credentials(&h.login_response("", "", "e2e").await);
+    assert_invalid_credentials(&h.login_response_as("alice", "Wonderland", "e2e").await);
+    assert_invalid_credentials(&h.login_response_as("alice", "", "e2e").await);
+    assert_invalid_credentials(&h.login_response_as("mallory", "wonderland", "e2e").await);
+    assert_invalid_credentials(&h.login_response_as("", "", "e2e").await);
 }
 
 async fn login_refuses_malformed_bodies_with_4xx(h: &Harness) {
     let send = |ct: &'static str, body: &'static str| {
         h.send(
-            Harness::request(Method::POST, "/login", None)
+            with_cred(Method::POST, "/login", None)
                 .header(header::CONTENT_TYPE, ct)
                 .body(Body::from(body))
                 .unwrap(),
@@ -623,7 +383,7 @@ async fn logout_revokes_the_session(h: &Harness) {
         assert_no_store(&r);
     }
     assert_eq!(
-        h.me_status(&cred).await,
+        h.me(&cred).await,
         StatusCode::UNAUTHORIZED,
         "replayed after logout"
     );
@@ -631,11 +391,7 @@ async fn logout_revokes_the_session(h: &Harness) {
         h.call(Method::POST, "/logout", Some(&cred)).await.status,
         StatusCode::UNAUTHORIZED
     );
-    assert_eq!(
-        h.me_status(&other).await,
-        StatusCode::OK,
-        "other sessions survive"
-    );
+    assert_eq!(h.me(&other).await, StatusCode::OK, "other sessions survive");
     if let Cred::Bearer {
         refresh: Some(rt), ..
     } = &cred
@@ -654,9 +410,9 @@ async fn logout_all_revokes_every_session_of_the_subject(h: &Harness) {
     let admin = h.admin().await;
     let r = h.call(Method::POST, "/logout-all", Some(&a1)).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
-    assert_eq!(h.me_status(&a1).await, StatusCode::UNAUTHORIZED);
-    assert_eq!(h.me_status(&a2).await, StatusCode::UNAUTHORIZED);
-    assert_eq!(h.me_status(&admin).await, StatusCode::OK);
+    assert_eq!(h.me(&a1).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(h.me(&a2).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(h.me(&admin).await, StatusCode::OK);
     assert_eq!(
         h.call(Method::POST, "/logout-all", None).await.status,
         StatusCode::UNAUTHORIZED
@@ -681,8 +437,8 @@ async fn sessions_lists_the_callers_sessions(h: &Harness) {
         h.call(Method::GET, "/sessions", None).await.status,
         StatusCode::UNAUTHORIZED
     );
-    let _first = h.login_as("alice", "wonderland", "ua-one").await;
-    let second = h.login_as("alice", "wonderland", "ua-two").await;
+    let _first = h.login_as("alice", "wonderland", Some("ua-one")).await;
+    let second = h.login_as("alice", "wonderland", Some("ua-two")).await;
     let _admin = h.admin().await;
     let r = h.call(Method::GET, "/sessions", Some(&second)).await;
     assert_eq!(r.status, StatusCode::OK);
@@ -725,13 +481,13 @@ async fn delete_session_revokes_own_and_404s_others(h: &Harness) {
     let a2 = h.alice().await;
     let admin = h.admin().await;
     let other_id = h
-        .sessions(&a2)
+        .sessions_json(&a2)
         .await
         .into_iter()
         .find(|s| s["current"] == false)
         .and_then(|s| s["id"].as_str().map(str::to_owned))
         .expect("alice's other session");
-    let admin_id = h.sessions(&admin).await[0]["id"]
+    let admin_id = h.sessions_json(&admin).await[0]["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -743,7 +499,7 @@ async fn delete_session_revokes_own_and_404s_others(h: &Harness) {
     );
     let r = h.call(Method::DELETE, &path(&admin_id), Some(&a2)).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "someone else's session");
-    assert_eq!(h.me_status(&admin).await, StatusCode::OK);
+    assert_eq!(h.me(&admin).await, StatusCode::OK);
     let r = h
         .call(Method::DELETE, &path("no-such-session"), Some(&a2))
         .await;
@@ -751,19 +507,22 @@ async fn delete_session_revokes_own_and_404s_others(h: &Harness) {
 
     let r = h.call(Method::DELETE, &path(&other_id), Some(&a2)).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
-    assert_eq!(h.me_status(&a1).await, StatusCode::UNAUTHORIZED);
-    assert_eq!(h.me_status(&a2).await, StatusCode::OK);
+    assert_eq!(h.me(&a1).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(h.me(&a2).await, StatusCode::OK);
     let r = h.call(Method::DELETE, &path(&other_id), Some(&a2)).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "already revoked");
 
     // Revoking the current session ends it and clears the cookie.
-    let own_id = h.sessions(&a2).await[0]["id"].as_str().unwrap().to_owned();
+    let own_id = h.sessions_json(&a2).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let r = h.call(Method::DELETE, &path(&own_id), Some(&a2)).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     if h.cookies() {
         assert!(r.clears_session_cookie());
     }
-    assert_eq!(h.me_status(&a2).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(h.me(&a2).await, StatusCode::UNAUTHORIZED);
 }
 
 async fn account_email_needs_a_recent_authentication(h: &Harness) {
@@ -790,7 +549,7 @@ async fn account_email_needs_a_recent_authentication(h: &Harness) {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 
     h.clock.advance(Duration::from_secs(6 * 60));
-    assert_eq!(h.me_status(&cred).await, StatusCode::OK, "still signed in");
+    assert_eq!(h.me(&cred).await, StatusCode::OK, "still signed in");
     let r = h
         .call_json(Method::POST, "/account/email", Some(&cred), email.clone())
         .await;
@@ -853,7 +612,7 @@ async fn refresh_answers_invalid_grant_for_bad_tokens(h: &Harness) {
     assert_eq!(r.json()["error"], "invalid_grant");
     let r = h
         .send(
-            Harness::request(Method::POST, "/refresh", None)
+            with_cred(Method::POST, "/refresh", None)
                 .header(header::CONTENT_TYPE, "application/json")
                 .body(Body::from("{nope"))
                 .unwrap(),
@@ -885,7 +644,7 @@ async fn home_page_signed_in_shows_subject_roles_sessions(h: &Harness) {
         .login_as(
             "admin",
             "correct horse battery staple",
-            "<script>x</script>",
+            Some("<script>x</script>"),
         )
         .await;
     let r = h.call(Method::GET, "/", Some(&cred)).await;
@@ -912,7 +671,7 @@ async fn jwks_is_absent_for_server_sessions(h: &Harness) {
 }
 
 async fn login_cookie_has_secure_attributes(h: &Harness) {
-    let r = h.login_response("alice", "wonderland", "e2e").await;
+    let r = h.login_response_as("alice", "wonderland", "e2e").await;
     assert_eq!(r.status, StatusCode::OK);
     assert_no_store(&r);
     let cookies = r.set_cookies();
@@ -939,7 +698,7 @@ async fn bad_cookies_are_refused(h: &Harness) {
     };
     let me = |cookie: String| {
         h.send(
-            Harness::request(Method::GET, "/me", None)
+            with_cred(Method::GET, "/me", None)
                 .header(header::COOKIE, cookie)
                 .body(Body::empty())
                 .unwrap(),
@@ -995,7 +754,7 @@ async fn login_replaces_a_presented_session(h: &Harness) {
     let old = h.alice().await;
     let r = h
         .send(
-            Harness::request(Method::POST, "/login", Some(&old))
+            with_cred(Method::POST, "/login", Some(&old))
                 .header(header::CONTENT_TYPE, "application/json")
                 .body(Body::from(
                     json!({"username": "alice", "password": "wonderland"}).to_string(),
@@ -1008,8 +767,8 @@ async fn login_replaces_a_presented_session(h: &Harness) {
         unreachable!()
     };
     assert_ne!(a, b, "a login never reuses a presented session");
-    assert_eq!(h.me_status(&old).await, StatusCode::UNAUTHORIZED);
-    assert_eq!(h.me_status(&new).await, StatusCode::OK);
+    assert_eq!(h.me(&old).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(h.me(&new).await, StatusCode::OK);
 }
 
 async fn form_login_and_logout_redirect(h: &Harness) {
@@ -1034,13 +793,13 @@ async fn form_login_and_logout_redirect(h: &Harness) {
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(r.header(header::LOCATION), Some("/"));
     assert!(r.clears_session_cookie());
-    assert_eq!(h.me_status(&cred).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(h.me(&cred).await, StatusCode::UNAUTHORIZED);
 }
 
 async fn cross_site_posts_are_refused(h: &Harness) {
     let r = h
         .send(
-            Harness::request(Method::POST, "/login", None)
+            with_cred(Method::POST, "/login", None)
                 .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
                 .header("sec-fetch-site", "cross-site")
                 .body(Body::from("username=alice&password=wonderland"))
@@ -1052,14 +811,14 @@ async fn cross_site_posts_are_refused(h: &Harness) {
     let cred = h.alice().await;
     let r = h
         .send(
-            Harness::request(Method::POST, "/logout", Some(&cred))
+            with_cred(Method::POST, "/logout", Some(&cred))
                 .header(header::ORIGIN, "https://evil.example")
                 .body(Body::empty())
                 .unwrap(),
         )
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
-    assert_eq!(h.me_status(&cred).await, StatusCode::OK);
+    assert_eq!(h.me(&cred).await, StatusCode::OK);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1095,7 +854,7 @@ async fn refresh_rotates_and_detects_reuse(h: &Harness) {
         unreachable!()
     };
     assert_ne!(second_rt, &first, "refresh tokens rotate");
-    assert_eq!(h.me_status(&second).await, StatusCode::OK);
+    assert_eq!(h.me(&second).await, StatusCode::OK);
 
     // Reusing the spent token is refused and revokes the family.
     let r = h
@@ -1162,7 +921,7 @@ async fn bearer_tokens_are_checked(h: &Harness) {
     };
     let me = |value: String| {
         h.send(
-            Harness::request(Method::GET, "/me", None)
+            with_cred(Method::GET, "/me", None)
                 .header(header::AUTHORIZATION, value)
                 .body(Body::empty())
                 .unwrap(),
@@ -1341,8 +1100,8 @@ mod hybrid_specific {
     #[tokio::test]
     async fn high_risk_route_checks_the_server_session_and_events_arrive() {
         let clock = ManualClock::new();
-        let db = TempDb::new();
-        let mut config = database_config(StrategyKind::Hybrid, &db.url());
+        let db = demo::TempDb::new();
+        let mut config = demo::database_config(StrategyKind::Hybrid, &db.url());
         config.jwt = Some(ephemeral_jwt());
         let seen: Arc<Mutex<Vec<SecurityEvent>>> = Arc::default();
         let sink = seen.clone();
@@ -1380,7 +1139,7 @@ mod hybrid_specific {
             .unwrap();
         assert!(store.delete_family("alice", &family).await.unwrap());
         // Ordinary route: the JWT alone, still valid until it expires (documented trade-off).
-        assert_eq!(h.me_status(&cred).await, StatusCode::OK);
+        assert_eq!(h.me(&cred).await, StatusCode::OK);
         // High-risk route: the server-side check refuses at once.
         let r = h
             .call_json(Method::POST, "/account/email", Some(&cred), email.clone())
@@ -1393,7 +1152,7 @@ mod hybrid_specific {
             h.call(Method::POST, "/logout", Some(&cred)).await.status,
             StatusCode::NO_CONTENT
         );
-        assert_eq!(h.me_status(&cred).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(h.me(&cred).await, StatusCode::UNAUTHORIZED);
         let r = h
             .call_json(Method::POST, "/account/email", Some(&cred), email.clone())
             .await;

@@ -13,28 +13,22 @@
 //! binary fails the tests.
 #![cfg(all(unix, feature = "redis", feature = "sqlite", feature = "jwt"))]
 
-use crate::common::demo_bin;
-use crate::common::redis_support;
-
 use std::{
-    io::{BufRead, BufReader},
+    ops::{Deref, DerefMut},
     path::PathBuf,
-    process::{Child, Command, Stdio},
-    sync::mpsc,
+    process::Child,
     time::{Duration, Instant},
 };
 
-use redis_support::{
-    cluster::Cluster,
-    server::{Standalone, cli, scratch_dir, signal, spawn_watchdog},
-};
-use serde_json::Value;
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
+use crate::common::{
+    demo_bin::{self, Launched, RawResp as Resp},
+    http_client::COOKIE,
+    redis_support::{
+        cluster::Cluster,
+        server::{Standalone, cli, scratch_dir, signal, spawn_watchdog},
+    },
 };
 
-const COOKIE: &str = "__Host-keycard";
 const ALICE: &str = r#"{"username":"alice","password":"wonderland"}"#;
 
 // ---------------------------------------------------------------------------------------------
@@ -42,16 +36,27 @@ const ALICE: &str = r#"{"username":"alice","password":"wonderland"}"#;
 
 /// A running demo process, killed on drop (a watchdog also kills it should this process die).
 struct Demo {
-    child: Child,
+    launched: Launched,
     watchdog: Option<Child>,
-    addr: String,
     dir: PathBuf,
+}
+
+impl Deref for Demo {
+    type Target = Launched;
+    fn deref(&self) -> &Launched {
+        &self.launched
+    }
+}
+
+impl DerefMut for Demo {
+    fn deref_mut(&mut self) -> &mut Launched {
+        &mut self.launched
+    }
 }
 
 impl Drop for Demo {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.launched.kill();
         if let Some(mut w) = self.watchdog.take() {
             let _ = w.kill();
             let _ = w.wait();
@@ -62,8 +67,7 @@ impl Drop for Demo {
 
 impl Demo {
     /// Starts the demo on a free loopback port with only `vars` (plus a config file holding
-    /// `config_toml`, if given) in its keycard environment. `None` (with a note) when the binary
-    /// is absent or lacks a cargo feature the configuration needs.
+    /// `config_toml`, if given) in its keycard environment.
     fn start(vars: &[(&str, &str)], config_toml: Option<&str>) -> Self {
         let dir = scratch_dir("demo-instance");
         let mut cmd = demo_bin::command(&dir);
@@ -73,48 +77,15 @@ impl Demo {
             cmd.env("KEYCARD_CONFIG", path);
         }
         cmd.envs(vars.iter().copied());
-        let stderr_path = dir.join("stderr.log");
-        let stderr = std::fs::File::create(&stderr_path).expect("stderr log");
-        let mut child = cmd
-            .env("KEYCARD_DEMO_ADDR", "127.0.0.1:0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr))
-            .spawn()
-            .expect("spawn demo");
-        let watchdog = spawn_watchdog(&[child.id()], &dir);
-        // Read the start-up line on a thread (bounded wait), which then drains stdout.
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = reader.read_line(&mut line);
-            let _ = tx.send(line);
-            let mut sink = String::new();
-            while matches!(reader.read_line(&mut sink), Ok(n) if n > 0) {
-                sink.clear();
-            }
+        let mut watchdog = None;
+        let launched = demo_bin::launch(cmd, &dir.join("stderr.log"), |child| {
+            watchdog = spawn_watchdog(&[child.id()], &dir);
         });
-        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_default();
-        let mut demo = Demo {
-            child,
+        Demo {
+            launched,
             watchdog,
-            addr: String::new(),
             dir,
-        };
-        let Some(addr) = line
-            .split("http://")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-        else {
-            // Give a failing start a moment to write its one-line reason.
-            std::thread::sleep(Duration::from_millis(200));
-            let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-            panic!("demo did not start: stdout {line:?}, stderr {stderr:?}");
-        };
-        demo.addr = addr.to_owned();
-        demo
+        }
     }
 }
 
@@ -128,35 +99,10 @@ fn redis_prefix_config() -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A minimal HTTP/1.1 client
+// HTTP, through `demo_bin::exchange`
 
-struct Resp {
-    status: u16,
-    head: String,
-    body: String,
-}
-
-impl Resp {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", self.head, self.body))
-    }
-
-    /// `__Host-keycard=<value>` from the response's `Set-Cookie`, if it sets one.
-    fn session_cookie(&self) -> Option<String> {
-        self.head.lines().find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            if !name.trim().eq_ignore_ascii_case("set-cookie") {
-                return None;
-            }
-            let pair = value.trim().split(';').next()?;
-            let v = pair.strip_prefix(COOKIE)?.strip_prefix('=')?;
-            (!v.is_empty()).then(|| pair.to_owned())
-        })
-    }
-}
-
-/// One exchange on a fresh connection, the whole of it within `limit`.
+/// One exchange on a fresh connection, the whole of it within `limit`, from the user agent
+/// `demo-instances-test`, with `cookie` and a JSON `body` if given.
 async fn try_http(
     addr: &str,
     method: &str,
@@ -165,50 +111,14 @@ async fn try_http(
     body: &str,
     limit: Duration,
 ) -> Result<Resp, String> {
-    let exchange = async {
-        let mut stream = TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("connect {addr}: {e}"))?;
-        let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-             User-Agent: demo-instances-test\r\nContent-Length: {}\r\n",
-            body.len()
-        );
-        if !body.is_empty() {
-            req.push_str("Content-Type: application/json\r\n");
-        }
-        if let Some(c) = cookie {
-            req.push_str(&format!("Cookie: {c}\r\n"));
-        }
-        req.push_str("\r\n");
-        req.push_str(body);
-        stream
-            .write_all(req.as_bytes())
-            .await
-            .map_err(|e| format!("write: {e}"))?;
-        let mut raw = Vec::new();
-        stream
-            .read_to_end(&mut raw)
-            .await
-            .map_err(|e| format!("read: {e}"))?;
-        let raw = String::from_utf8(raw).map_err(|e| format!("not UTF-8: {e}"))?;
-        let (head, body) = raw
-            .split_once("\r\n\r\n")
-            .ok_or_else(|| format!("no head/body split in {raw:?}"))?;
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| format!("no status in {head:?}"))?;
-        Ok(Resp {
-            status,
-            head: head.to_owned(),
-            body: body.to_owned(),
-        })
-    };
-    tokio::time::timeout(limit, exchange)
-        .await
-        .map_err(|_| format!("{method} {path} on {addr}: no response within {limit:?}"))?
+    let mut headers = vec![("User-Agent", "demo-instances-test")];
+    if !body.is_empty() {
+        headers.push(("Content-Type", "application/json"));
+    }
+    if let Some(c) = cookie {
+        headers.push(("Cookie", c));
+    }
+    demo_bin::exchange(addr, method, path, &headers, body, limit).await
 }
 
 async fn http(addr: &str, method: &str, path: &str, cookie: Option<&str>, body: &str) -> Resp {
@@ -221,7 +131,7 @@ async fn http(addr: &str, method: &str, path: &str, cookie: Option<&str>, body: 
 async fn login(addr: &str) -> String {
     let r = http(addr, "POST", "/login", None, ALICE).await;
     assert_eq!(r.status, 200, "login on {addr}: {}\n{}", r.head, r.body);
-    r.session_cookie()
+    r.cookie_pair(COOKIE)
         .unwrap_or_else(|| panic!("login sets the session cookie: {}", r.head))
 }
 
@@ -337,82 +247,15 @@ async fn two_instances_share_one_redis_cluster() {
     drop(cluster);
 }
 
-/// A database of this test's own on the PostgreSQL server, dropped on drop.
-#[cfg(feature = "postgres")]
-struct TempPgDatabase {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-#[cfg(feature = "postgres")]
-impl TempPgDatabase {
-    async fn create() -> Self {
-        use sqlx::Connection;
-        let admin_url = std::env::var("DATABASE_URL")
-            .ok()
-            .filter(|u| u.starts_with("postgres"))
-            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into());
-        let name = format!(
-            "keycard_demo_instances_{}",
-            keycard::token::random_id()
-                .expect("random id")
-                .to_ascii_lowercase()
-                .chars()
-                .filter(char::is_ascii_alphanumeric)
-                .take(16)
-                .collect::<String>()
-        );
-        let mut conn = tokio::time::timeout(
-            Duration::from_secs(10),
-            sqlx::PgConnection::connect(&admin_url),
-        )
-        .await
-        .expect("PostgreSQL connect in time")
-        .unwrap_or_else(|e| panic!("PostgreSQL at DATABASE_URL: {e}"));
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
-        let _ = conn.close().await;
-        let (base, query) = match admin_url.split_once('?') {
-            Some((b, q)) => (b, format!("?{q}")),
-            None => (admin_url.as_str(), String::new()),
-        };
-        let base = base.rsplit_once('/').map_or(base, |(server, _)| server);
-        let url = format!("{base}/{name}{query}");
-        Self {
-            admin_url,
-            name,
-            url,
-        }
-    }
-}
-
-#[cfg(feature = "postgres")]
-impl Drop for TempPgDatabase {
-    fn drop(&mut self) {
-        // `psql` keeps the drop synchronous; a leftover database is harmless if it is missing.
-        let _ = Command::new("psql")
-            .arg(&self.admin_url)
-            .args(["-q", "-c"])
-            .arg(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
 #[cfg(feature = "postgres")]
 #[tokio::test]
 async fn two_instances_share_one_postgres_database() {
-    let db = TempPgDatabase::create().await;
+    // A database of this test's own on the PostgreSQL server, dropped after it.
+    let db = crate::common::pg::TempPg::create("demo_instances").await;
+    let url = db.url();
     let vars = [
         ("KEYCARD_STRATEGY", "database"),
-        ("DATABASE_URL", db.url.as_str()),
+        ("DATABASE_URL", url.as_str()),
     ];
     let a = Demo::start(&vars, None);
     let b = Demo::start(&vars, None);

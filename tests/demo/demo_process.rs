@@ -5,19 +5,13 @@
 //! the binary with `cargo build --example demo`. A missing binary fails the tests.
 #![cfg(all(unix, feature = "sqlite", feature = "jwt"))]
 
-use crate::common::demo_bin;
-
 use std::{
-    io::{BufRead, BufReader},
-    path::PathBuf,
-    process::{Child, Command, Output, Stdio},
+    path::{Path, PathBuf},
+    process::{Command, Output},
     time::Duration,
 };
 
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
-};
+use crate::common::demo_bin::{self, Launched};
 
 fn scratch_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
@@ -29,40 +23,12 @@ fn scratch_dir(name: &str) -> PathBuf {
     dir
 }
 
-struct Running {
-    child: Child,
-    addr: String,
-    line: String,
+/// The demo started from `cmd` in `dir`, its stderr in `dir/demo-stderr.log`.
+fn start(cmd: Command, dir: &Path) -> Launched {
+    demo_bin::launch(cmd, &dir.join("demo-stderr.log"), |_| {})
 }
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(mut cmd: Command) -> Running {
-    let mut child = cmd
-        .env("KEYCARD_DEMO_ADDR", "127.0.0.1:0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn demo");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .expect("start-up line");
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_owned();
-    Running { child, addr, line }
-}
-
-/// One HTTP/1.1 exchange; returns the status, the raw head and the body.
+/// One HTTP/1.1 exchange (within 30 s); returns the status, the raw head and the body.
 async fn http(
     addr: &str,
     method: &str,
@@ -70,30 +36,10 @@ async fn http(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, String, String) {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    stream.write_all(req.as_bytes()).await.expect("write");
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut raw))
+    let r = demo_bin::exchange(addr, method, path, headers, body, Duration::from_secs(30))
         .await
-        .expect("response in time")
-        .expect("read");
-    let raw = String::from_utf8(raw).expect("UTF-8");
-    let (head, body) = raw.split_once("\r\n\r\n").expect("head and body");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    (status, head.to_owned(), body.to_owned())
+        .unwrap_or_else(|e| panic!("{e}"));
+    (r.status, r.head, r.body)
 }
 
 fn failure(output: Output) -> String {
@@ -107,7 +53,7 @@ fn failure(output: Output) -> String {
 #[tokio::test]
 async fn serves_with_sqlite_by_default_and_shuts_down_on_ctrl_c() {
     let dir = scratch_dir("serve");
-    let mut run = start(demo_bin::command(&dir));
+    let mut run = start(demo_bin::command(&dir), &dir);
     assert!(run.line.contains("strategy: database"), "{}", run.line);
     assert!(
         run.line.contains("sqlite://keycard-demo.db"),

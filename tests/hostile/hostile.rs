@@ -18,14 +18,13 @@
 //!
 //! Token cases run against the `jwt` demo with fixture keys the test also holds, and each first
 //! checks that a token forged with the baseline header and claims IS accepted, so every refusal
-//! is due to the one thing the case changes. The races are in `tests/hostile_races.rs`.
+//! is due to the one thing the case changes. The races are in `hostile_races.rs`.
 
 #![cfg(all(feature = "jwt", feature = "sqlite"))]
 
-use crate::common::hostile_support;
+use crate::common::{hostile_support::*, http_client::*};
 
 use axum::body::Body;
-use hostile_support::*;
 use http::{Method, StatusCode, header};
 use serde_json::{Value, json};
 
@@ -104,7 +103,7 @@ fn parts(token: &str) -> (String, String, String) {
 
 mod forgery {
     use super::*;
-    use jwt_support::{pem_der, public_pem};
+    use crate::common::jwt_support::{pem_der, public_pem};
     use keycard::jwt::Algorithm;
 
     bearer_cases! {

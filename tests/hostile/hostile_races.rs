@@ -23,7 +23,11 @@
 
 #![cfg(all(feature = "jwt", feature = "sqlite"))]
 
-use crate::common::hostile_support;
+use crate::common::{
+    demo::{TempDb, database_config, from_config},
+    hostile_support::*,
+    http_client::*,
+};
 
 use std::{
     collections::BTreeMap,
@@ -33,7 +37,6 @@ use std::{
     },
 };
 
-use hostile_support::*;
 use http::{Method, StatusCode, header};
 use keycard::{KeycardConfig, StrategyKind, store::LimitPolicy};
 use serde_json::json;

@@ -15,20 +15,16 @@ use std::{
 
 use async_trait::async_trait;
 use axum::{
-    Json, Router,
+    Router,
     body::Body,
-    extract::Path,
     http::{Request, StatusCode, header},
-    response::{IntoResponse, Response},
-    routing::{delete, get, post},
 };
 use base64::{
     Engine,
     engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
 };
-use http_body_util::BodyExt;
 use keycard::{
-    Auth, Keycard, KeycardConfig, Principal, Rejection,
+    Keycard, KeycardConfig, Principal,
     clock::ManualClock,
     jwt::{Algorithm, JwtConfig, JwtKey, JwtStrategy, KeyConfig, KeyRing},
     store::{
@@ -45,8 +41,9 @@ use keycard::{
 };
 use parking_lot::Mutex;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 use tracing_subscriber::fmt::format::FmtSpan;
+
+use crate::common::{http_client::send, test_app::router};
 
 // ------------------------------------------------------------------ log capture
 
@@ -279,71 +276,8 @@ impl RevocationStore for Switchable {
 
 // ------------------------------------------------------------------ the app
 
-fn issued_json(issued: &Issued) -> Json<Value> {
-    let mut body = json!({
-        "subject": issued.principal.subject(),
-        "session": issued.principal.session().id,
-    });
-    if let Some(a) = &issued.access_token {
-        body["access_token"] = json!(a.token);
-    }
-    if let Some(r) = &issued.refresh_token {
-        body["refresh_token"] = json!(r.expose_secret());
-    }
-    Json(body)
-}
-
-fn router(keycard: &Keycard) -> Router {
-    async fn login(auth: Auth, Json(body): Json<Value>) -> Result<Json<Value>, Rejection> {
-        let subject = body["subject"].as_str().unwrap_or("nobody").to_owned();
-        let issued = auth.login(Principal::builder(subject).role("user")).await?;
-        Ok(issued_json(&issued))
-    }
-    async fn refresh(auth: Auth, Json(body): Json<Value>) -> Result<Json<Value>, Rejection> {
-        let issued = auth.refresh(body["refresh_token"].as_str()).await?;
-        Ok(issued_json(&issued))
-    }
-    async fn me(user: Principal) -> Json<Value> {
-        Json(json!({ "subject": user.subject(), "session": user.session().id }))
-    }
-    async fn promote(auth: Auth, user: Principal) -> Result<Json<Value>, Rejection> {
-        let spec = Principal::builder(user.subject())
-            .roles(["user", "admin"])
-            .build();
-        Ok(issued_json(&auth.rotate(Some(spec)).await?))
-    }
-    async fn step_up(auth: Auth) -> Result<Json<Value>, Rejection> {
-        Ok(issued_json(&auth.step_up().await?))
-    }
-    async fn logout(auth: Auth) -> Result<StatusCode, Rejection> {
-        auth.logout().await?;
-        Ok(StatusCode::NO_CONTENT)
-    }
-    async fn logout_all(auth: Auth) -> Result<StatusCode, Rejection> {
-        auth.logout_all().await?;
-        Ok(StatusCode::NO_CONTENT)
-    }
-    async fn sessions(auth: Auth) -> Result<Response, Rejection> {
-        let list = auth.sessions().await?;
-        let ids: Vec<&str> = list.iter().map(|s| s.info.id.as_str()).collect();
-        Ok(Json(json!(ids)).into_response())
-    }
-    async fn revoke(auth: Auth, Path(id): Path<String>) -> Result<StatusCode, Rejection> {
-        auth.revoke(&id).await?;
-        Ok(StatusCode::NO_CONTENT)
-    }
-    Router::new()
-        .route("/login", post(login))
-        .route("/refresh", post(refresh))
-        .route("/me", get(me))
-        .route("/promote", post(promote))
-        .route("/step-up", post(step_up))
-        .route("/logout", post(logout))
-        .route("/logout-all", post(logout_all))
-        .route("/sessions", get(sessions))
-        .route("/sessions/{id}", delete(revoke))
-        .layer(keycard.layer())
-}
+// `common::test_app::router`: its `/login` takes the subject and roles from the JSON body, and
+// every route that issues a credential answers with it (`test_app::issued_json`).
 
 /// A client of the app that records every secret it is handed.
 struct Client {
@@ -361,7 +295,10 @@ enum Cred<'a> {
 }
 
 impl Client {
-    async fn send(
+    /// Sends a request with `cred` and `body` (as JSON), records every secret in the response,
+    /// and returns the status and the JSON body, with a `cookie` member holding the
+    /// `name=value` pair of a cookie the server sets.
+    async fn exchange(
         &mut self,
         method: &str,
         path: &str,
@@ -382,14 +319,12 @@ impl Client {
             None => b.body(Body::empty()),
         }
         .expect("request");
-        let resp = self.app.clone().oneshot(req).await.expect("infallible");
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        self.secrets.collect(&headers, &body);
+        let resp = send(&self.app, req).await;
+        let body = resp.json_or_null();
+        self.secrets.collect(&resp.headers, &body);
         // A cookie the server sets, as the `name=value` pair the client sends back.
-        let cookie = headers
+        let cookie = resp
+            .headers
             .get_all(header::SET_COOKIE)
             .iter()
             .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
@@ -402,7 +337,7 @@ impl Client {
             (Value::Null, Some(c)) => json!({ "cookie": c }),
             (b, _) => b,
         };
-        (status, body)
+        (resp.status, body)
     }
 }
 
@@ -453,36 +388,40 @@ async fn server_sessions_never_log_a_session_token() {
         app: router(&keycard),
         secrets: Secrets::default(),
     };
-    let login = json!({"subject": "alice"});
+    let login = json!({"subject": "alice", "roles": ["user"]});
 
     // Two logins, authenticated requests, a rotation and a step-up.
     let (s, a) = c
-        .send("POST", "/login", Cred::None, Some(login.clone()))
+        .exchange("POST", "/login", Cred::None, Some(login.clone()))
         .await;
     assert_eq!(s, StatusCode::OK);
     let a1 = str_of(&a, "cookie").to_owned();
     let (s, b) = c
-        .send("POST", "/login", Cred::None, Some(login.clone()))
+        .exchange("POST", "/login", Cred::None, Some(login.clone()))
         .await;
     assert_eq!(s, StatusCode::OK);
     let b1 = str_of(&b, "cookie").to_owned();
     assert_eq!(
-        c.send("GET", "/me", Cred::Cookie(&a1), None).await.0,
+        c.exchange("GET", "/me", Cred::Cookie(&a1), None).await.0,
         StatusCode::OK
     );
     clock.advance(Duration::from_secs(600)); // past the renewal interval: a store write
     assert_eq!(
-        c.send("GET", "/me", Cred::Cookie(&a1), None).await.0,
+        c.exchange("GET", "/me", Cred::Cookie(&a1), None).await.0,
         StatusCode::OK
     );
-    let (s, p) = c.send("POST", "/promote", Cred::Cookie(&a1), None).await;
+    let (s, p) = c
+        .exchange("POST", "/promote", Cred::Cookie(&a1), None)
+        .await;
     assert_eq!(s, StatusCode::OK);
     let a2 = str_of(&p, "cookie").to_owned();
     assert_eq!(
-        c.send("GET", "/me", Cred::Cookie(&a1), None).await.0,
+        c.exchange("GET", "/me", Cred::Cookie(&a1), None).await.0,
         StatusCode::UNAUTHORIZED
     );
-    let (s, u) = c.send("POST", "/step-up", Cred::Cookie(&a2), None).await;
+    let (s, u) = c
+        .exchange("POST", "/step-up", Cred::Cookie(&a2), None)
+        .await;
     assert_eq!(s, StatusCode::OK);
     let a3 = str_of(&u, "cookie").to_owned();
 
@@ -490,7 +429,9 @@ async fn server_sessions_never_log_a_session_token() {
     let (name, value) = a3.split_once('=').expect("pair");
     let tampered = format!("{name}={}", tamper(value));
     assert_eq!(
-        c.send("GET", "/me", Cred::Cookie(&tampered), None).await.0,
+        c.exchange("GET", "/me", Cred::Cookie(&tampered), None)
+            .await
+            .0,
         StatusCode::UNAUTHORIZED
     );
     let unknown = format!(
@@ -498,17 +439,19 @@ async fn server_sessions_never_log_a_session_token() {
         OpaqueToken::generate().unwrap().expose_secret()
     );
     assert_eq!(
-        c.send("GET", "/me", Cred::Cookie(&unknown), None).await.0,
+        c.exchange("GET", "/me", Cred::Cookie(&unknown), None)
+            .await
+            .0,
         StatusCode::UNAUTHORIZED
     );
     let twice = format!("{a3}; {b1}");
     assert_eq!(
-        c.send("GET", "/me", Cred::Cookie(&twice), None).await.0,
+        c.exchange("GET", "/me", Cred::Cookie(&twice), None).await.0,
         StatusCode::UNAUTHORIZED
     );
     let huge = format!("{a3}{}", "A".repeat(5000));
     assert!(
-        c.send("GET", "/me", Cred::Cookie(&huge), None)
+        c.exchange("GET", "/me", Cred::Cookie(&huge), None)
             .await
             .0
             .is_client_error()
@@ -520,88 +463,97 @@ async fn server_sessions_never_log_a_session_token() {
         + "; "
         + &a3;
     assert!(
-        c.send("GET", "/me", Cred::Cookie(&many), None)
+        c.exchange("GET", "/me", Cred::Cookie(&many), None)
             .await
             .0
             .is_client_error()
     );
     let bearer = format!("Bearer {value}");
     assert!(
-        c.send("GET", "/me", Cred::Raw("authorization", &bearer), None)
+        c.exchange("GET", "/me", Cred::Raw("authorization", &bearer), None)
             .await
             .0
             .is_client_error()
     );
 
     // List and revoke the other session; logout; logout everywhere.
-    let (s, list) = c.send("GET", "/sessions", Cred::Cookie(&a3), None).await;
+    let (s, list) = c
+        .exchange("GET", "/sessions", Cred::Cookie(&a3), None)
+        .await;
     assert_eq!(s, StatusCode::OK);
     let other = str_of(&b, "session");
     assert!(
-        list.as_array().expect("ids").iter().any(|id| id == other),
+        list.as_array()
+            .expect("sessions")
+            .iter()
+            .any(|s| s["id"] == other),
         "{list}"
     );
     let path = format!("/sessions/{other}");
     assert_eq!(
-        c.send("DELETE", &path, Cred::Cookie(&a3), None).await.0,
+        c.exchange("DELETE", &path, Cred::Cookie(&a3), None).await.0,
         StatusCode::NO_CONTENT
     );
     assert_eq!(
-        c.send("GET", "/me", Cred::Cookie(&b1), None).await.0,
+        c.exchange("GET", "/me", Cred::Cookie(&b1), None).await.0,
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
-        c.send("POST", "/logout", Cred::Cookie(&a3), None).await.0,
+        c.exchange("POST", "/logout", Cred::Cookie(&a3), None)
+            .await
+            .0,
         StatusCode::NO_CONTENT
     );
     assert_eq!(
-        c.send("GET", "/me", Cred::Cookie(&a3), None).await.0,
+        c.exchange("GET", "/me", Cred::Cookie(&a3), None).await.0,
         StatusCode::UNAUTHORIZED
     );
     let (_, x) = c
-        .send("POST", "/login", Cred::None, Some(login.clone()))
+        .exchange("POST", "/login", Cred::None, Some(login.clone()))
         .await;
     let (_, y) = c
-        .send("POST", "/login", Cred::None, Some(login.clone()))
+        .exchange("POST", "/login", Cred::None, Some(login.clone()))
         .await;
     let (x, y) = (
         str_of(&x, "cookie").to_owned(),
         str_of(&y, "cookie").to_owned(),
     );
     assert_eq!(
-        c.send("POST", "/logout-all", Cred::Cookie(&x), None)
+        c.exchange("POST", "/logout-all", Cred::Cookie(&x), None)
             .await
             .0,
         StatusCode::NO_CONTENT
     );
     assert_eq!(
-        c.send("GET", "/me", Cred::Cookie(&y), None).await.0,
+        c.exchange("GET", "/me", Cred::Cookie(&y), None).await.0,
         StatusCode::UNAUTHORIZED
     );
 
     // The store goes down: 503, logged as an error; then it comes back.
     let (_, z) = c
-        .send("POST", "/login", Cred::None, Some(login.clone()))
+        .exchange("POST", "/login", Cred::None, Some(login.clone()))
         .await;
     let z = str_of(&z, "cookie").to_owned();
     store.set_down(true);
     assert_eq!(
-        c.send("GET", "/me", Cred::Cookie(&z), None).await.0,
+        c.exchange("GET", "/me", Cred::Cookie(&z), None).await.0,
         StatusCode::SERVICE_UNAVAILABLE
     );
     assert_eq!(
-        c.send("POST", "/login", Cred::None, Some(login.clone()))
+        c.exchange("POST", "/login", Cred::None, Some(login.clone()))
             .await
             .0,
         StatusCode::SERVICE_UNAVAILABLE
     );
     assert_eq!(
-        c.send("POST", "/logout", Cred::Cookie(&z), None).await.0,
+        c.exchange("POST", "/logout", Cred::Cookie(&z), None)
+            .await
+            .0,
         StatusCode::SERVICE_UNAVAILABLE
     );
     store.set_down(false);
     assert_eq!(
-        c.send("GET", "/me", Cred::Cookie(&z), None).await.0,
+        c.exchange("GET", "/me", Cred::Cookie(&z), None).await.0,
         StatusCode::OK
     );
 
@@ -657,10 +609,10 @@ async fn jwt_app(transport: Option<TransportSettings>) -> (Client, Switchable, M
 async fn jwt_never_logs_an_access_or_refresh_token() {
     let (logs, _guard) = capture();
     let (mut c, store, clock) = jwt_app(None).await;
-    let login = json!({"subject": "bob"});
+    let login = json!({"subject": "bob", "roles": ["user"]});
 
     let (s, l) = c
-        .send("POST", "/login", Cred::None, Some(login.clone()))
+        .exchange("POST", "/login", Cred::None, Some(login.clone()))
         .await;
     assert_eq!(s, StatusCode::OK);
     let (a1, r1) = (
@@ -668,25 +620,27 @@ async fn jwt_never_logs_an_access_or_refresh_token() {
         str_of(&l, "refresh_token").to_owned(),
     );
     assert_eq!(
-        c.send("GET", "/me", Cred::Bearer(&a1), None).await.0,
+        c.exchange("GET", "/me", Cred::Bearer(&a1), None).await.0,
         StatusCode::OK
     );
     assert_eq!(
-        c.send("GET", "/me", Cred::Bearer(&a1), None).await.0,
+        c.exchange("GET", "/me", Cred::Bearer(&a1), None).await.0,
         StatusCode::OK
     ); // cached
 
     // Tampered tokens: signature, claims, header; alg none; a tampered refresh token.
     let tampered = tamper(&a1);
     assert_eq!(
-        c.send("GET", "/me", Cred::Bearer(&tampered), None).await.0,
+        c.exchange("GET", "/me", Cred::Bearer(&tampered), None)
+            .await
+            .0,
         StatusCode::UNAUTHORIZED
     );
     let parts: Vec<&str> = a1.split('.').collect();
     let none_header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"at+jwt","kid":"k1"}"#);
     let alg_none = format!("{none_header}.{}.", parts[1]);
     assert_eq!(
-        c.send("GET", "/me", Cred::Bearer(&alg_none), None)
+        c.exchange("GET", "/me", Cred::Bearer(&alg_none), None)
             .await
             .0
             .as_u16()
@@ -695,19 +649,21 @@ async fn jwt_never_logs_an_access_or_refresh_token() {
     );
     let other_sig = format!("{}.{}.{}", parts[0], tamper(parts[1]), parts[2]);
     assert_eq!(
-        c.send("GET", "/me", Cred::Bearer(&other_sig), None).await.0,
+        c.exchange("GET", "/me", Cred::Bearer(&other_sig), None)
+            .await
+            .0,
         StatusCode::UNAUTHORIZED
     );
     let bad_refresh = json!({"refresh_token": tamper(&r1)});
     assert!(
-        c.send("POST", "/refresh", Cred::None, Some(bad_refresh))
+        c.exchange("POST", "/refresh", Cred::None, Some(bad_refresh))
             .await
             .0
             .is_client_error()
     );
     let both = format!("Bearer {a1}, Bearer {a1}");
     assert!(
-        c.send("GET", "/me", Cred::Raw("authorization", &both), None)
+        c.exchange("GET", "/me", Cred::Raw("authorization", &both), None)
             .await
             .0
             .is_client_error()
@@ -715,7 +671,7 @@ async fn jwt_never_logs_an_access_or_refresh_token() {
 
     // Refresh, then reuse of the spent token: the family is revoked.
     let (s, r) = c
-        .send(
+        .exchange(
             "POST",
             "/refresh",
             Cred::None,
@@ -728,11 +684,11 @@ async fn jwt_never_logs_an_access_or_refresh_token() {
         str_of(&r, "refresh_token").to_owned(),
     );
     assert_eq!(
-        c.send("GET", "/me", Cred::Bearer(&a2), None).await.0,
+        c.exchange("GET", "/me", Cred::Bearer(&a2), None).await.0,
         StatusCode::OK
     );
     let (s, _) = c
-        .send(
+        .exchange(
             "POST",
             "/refresh",
             Cred::None,
@@ -741,7 +697,7 @@ async fn jwt_never_logs_an_access_or_refresh_token() {
         .await;
     assert!(s.is_client_error(), "reuse: {s}");
     assert!(
-        c.send(
+        c.exchange(
             "POST",
             "/refresh",
             Cred::None,
@@ -752,59 +708,65 @@ async fn jwt_never_logs_an_access_or_refresh_token() {
         .is_client_error()
     );
     assert_eq!(
-        c.send("GET", "/me", Cred::Bearer(&a2), None).await.0,
+        c.exchange("GET", "/me", Cred::Bearer(&a2), None).await.0,
         StatusCode::UNAUTHORIZED
     );
 
     // Rotation, listing and revoking a family, logout, logout everywhere.
     let (_, l3) = c
-        .send("POST", "/login", Cred::None, Some(login.clone()))
+        .exchange("POST", "/login", Cred::None, Some(login.clone()))
         .await;
     let a3 = str_of(&l3, "access_token").to_owned();
     let (_, l4) = c
-        .send("POST", "/login", Cred::None, Some(login.clone()))
+        .exchange("POST", "/login", Cred::None, Some(login.clone()))
         .await;
     let a4 = str_of(&l4, "access_token").to_owned();
-    let (s, p) = c.send("POST", "/promote", Cred::Bearer(&a3), None).await;
+    let (s, p) = c
+        .exchange("POST", "/promote", Cred::Bearer(&a3), None)
+        .await;
     assert_eq!(s, StatusCode::OK);
     let a3 = str_of(&p, "access_token").to_owned();
     assert_eq!(
-        c.send("GET", "/sessions", Cred::Bearer(&a3), None).await.0,
+        c.exchange("GET", "/sessions", Cred::Bearer(&a3), None)
+            .await
+            .0,
         StatusCode::OK
     );
     let path = format!("/sessions/{}", str_of(&l4, "session"));
     assert_eq!(
-        c.send("DELETE", &path, Cred::Bearer(&a3), None).await.0,
+        c.exchange("DELETE", &path, Cred::Bearer(&a3), None).await.0,
         StatusCode::NO_CONTENT
     );
     assert_eq!(
-        c.send("GET", "/me", Cred::Bearer(&a4), None).await.0,
+        c.exchange("GET", "/me", Cred::Bearer(&a4), None).await.0,
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
-        c.send("POST", "/logout", Cred::Bearer(&a3), None).await.0,
-        StatusCode::NO_CONTENT
-    );
-    assert_eq!(
-        c.send("GET", "/me", Cred::Bearer(&a3), None).await.0,
-        StatusCode::UNAUTHORIZED
-    );
-    let (_, l5) = c
-        .send("POST", "/login", Cred::None, Some(login.clone()))
-        .await;
-    let (_, l6) = c
-        .send("POST", "/login", Cred::None, Some(login.clone()))
-        .await;
-    let a5 = str_of(&l5, "access_token").to_owned();
-    clock.advance(Duration::from_secs(2));
-    assert_eq!(
-        c.send("POST", "/logout-all", Cred::Bearer(&a5), None)
+        c.exchange("POST", "/logout", Cred::Bearer(&a3), None)
             .await
             .0,
         StatusCode::NO_CONTENT
     );
     assert_eq!(
-        c.send(
+        c.exchange("GET", "/me", Cred::Bearer(&a3), None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (_, l5) = c
+        .exchange("POST", "/login", Cred::None, Some(login.clone()))
+        .await;
+    let (_, l6) = c
+        .exchange("POST", "/login", Cred::None, Some(login.clone()))
+        .await;
+    let a5 = str_of(&l5, "access_token").to_owned();
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(
+        c.exchange("POST", "/logout-all", Cred::Bearer(&a5), None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        c.exchange(
             "GET",
             "/me",
             Cred::Bearer(str_of(&l6, "access_token")),
@@ -816,7 +778,7 @@ async fn jwt_never_logs_an_access_or_refresh_token() {
     );
     let r6 = json!({"refresh_token": str_of(&l6, "refresh_token")});
     assert!(
-        c.send("POST", "/refresh", Cred::None, Some(r6))
+        c.exchange("POST", "/refresh", Cred::None, Some(r6))
             .await
             .0
             .is_client_error()
@@ -824,7 +786,7 @@ async fn jwt_never_logs_an_access_or_refresh_token() {
 
     // Expiry.
     let (_, l7) = c
-        .send("POST", "/login", Cred::None, Some(login.clone()))
+        .exchange("POST", "/login", Cred::None, Some(login.clone()))
         .await;
     let (a7, r7) = (
         str_of(&l7, "access_token").to_owned(),
@@ -832,32 +794,34 @@ async fn jwt_never_logs_an_access_or_refresh_token() {
     );
     clock.advance(Duration::from_secs(3600));
     assert_eq!(
-        c.send("GET", "/me", Cred::Bearer(&a7), None).await.0,
+        c.exchange("GET", "/me", Cred::Bearer(&a7), None).await.0,
         StatusCode::UNAUTHORIZED
     );
 
     // The store goes down: login, refresh and logout answer 503.
     store.set_down(true);
     assert_eq!(
-        c.send("POST", "/login", Cred::None, Some(login.clone()))
+        c.exchange("POST", "/login", Cred::None, Some(login.clone()))
             .await
             .0,
         StatusCode::SERVICE_UNAVAILABLE
     );
     let r7 = json!({"refresh_token": r7});
     assert_eq!(
-        c.send("POST", "/refresh", Cred::None, Some(r7.clone()))
+        c.exchange("POST", "/refresh", Cred::None, Some(r7.clone()))
             .await
             .0,
         StatusCode::SERVICE_UNAVAILABLE
     );
     store.set_down(false);
-    let (s, r) = c.send("POST", "/refresh", Cred::None, Some(r7)).await;
+    let (s, r) = c.exchange("POST", "/refresh", Cred::None, Some(r7)).await;
     assert_eq!(s, StatusCode::OK, "recovers: {r}");
     let a8 = str_of(&r, "access_token").to_owned();
     store.set_down(true);
     assert_eq!(
-        c.send("POST", "/logout", Cred::Bearer(&a8), None).await.0,
+        c.exchange("POST", "/logout", Cred::Bearer(&a8), None)
+            .await
+            .0,
         StatusCode::SERVICE_UNAVAILABLE
     );
     store.set_down(false);
@@ -891,43 +855,47 @@ async fn jwt_with_cookies_never_logs_a_token() {
     };
     let (mut c, _store, _clock) = jwt_app(Some(transport)).await;
     let (s, l) = c
-        .send(
+        .exchange(
             "POST",
             "/login",
             Cred::None,
-            Some(json!({"subject": "carol"})),
+            Some(json!({"subject": "carol", "roles": ["user"]})),
         )
         .await;
     assert_eq!(s, StatusCode::OK);
     let access = format!("__Host-keycard-at={}", str_of(&l, "access_token"));
     let refresh = format!("__Secure-keycard-refresh={}", str_of(&l, "refresh_token"));
     assert_eq!(
-        c.send("GET", "/me", Cred::Cookie(&access), None).await.0,
+        c.exchange("GET", "/me", Cred::Cookie(&access), None)
+            .await
+            .0,
         StatusCode::OK
     );
     let (s, r) = c
-        .send("POST", "/refresh", Cred::Cookie(&refresh), Some(json!({})))
+        .exchange("POST", "/refresh", Cred::Cookie(&refresh), Some(json!({})))
         .await;
     assert_eq!(s, StatusCode::OK, "{r}");
     let (s, _) = c
-        .send("POST", "/refresh", Cred::Cookie(&refresh), Some(json!({})))
+        .exchange("POST", "/refresh", Cred::Cookie(&refresh), Some(json!({})))
         .await;
     assert!(s.is_client_error());
     let tampered = format!("__Host-keycard-at={}", tamper(str_of(&r, "access_token")));
     assert_eq!(
-        c.send("GET", "/me", Cred::Cookie(&tampered), None).await.0,
+        c.exchange("GET", "/me", Cred::Cookie(&tampered), None)
+            .await
+            .0,
         StatusCode::UNAUTHORIZED
     );
     // The reuse revoked the family: its newest access token is dead, by cookie or by header.
     let revoked = format!("__Host-keycard-at={}", str_of(&r, "access_token"));
     let bearer = format!("Bearer {}", str_of(&r, "access_token"));
     let by_header = c
-        .send("GET", "/me", Cred::Raw("authorization", &bearer), None)
+        .exchange("GET", "/me", Cred::Raw("authorization", &bearer), None)
         .await
         .0;
     assert_eq!(by_header, StatusCode::UNAUTHORIZED);
     let by_cookie = c
-        .send("POST", "/logout", Cred::Cookie(&revoked), None)
+        .exchange("POST", "/logout", Cred::Cookie(&revoked), None)
         .await
         .0;
     assert!(by_cookie.is_client_error(), "{by_cookie}");

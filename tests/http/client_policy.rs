@@ -7,21 +7,20 @@ use std::{
 };
 
 use axum::{
-    Json, Router,
+    Router,
     body::Body,
     extract::ConnectInfo,
     http::{Request, StatusCode, header},
-    routing::{get, post},
 };
 use keycard::{
-    Auth, HighRisk, Keycard, Principal, Rejection,
+    Keycard,
     events::{EventHook, SecurityEvent},
     policy::{ClientPolicy, IpChangeAction},
     store::MemoryStore,
     strategy::{ServerSessions, server::ServerSettings},
 };
-use serde_json::{Value, json};
-use tower::ServiceExt;
+
+use crate::common::{http_client::send, test_app};
 
 const HOME: &str = "203.0.113.7:40000";
 const AWAY: &str = "198.51.100.9:40000";
@@ -45,26 +44,8 @@ fn app(policy: ClientPolicy) -> App {
         }))
         .build()
         .unwrap();
-    async fn login(auth: Auth) -> Result<Json<Value>, Rejection> {
-        auth.login(Principal::builder("alice")).await?;
-        Ok(Json(json!({})))
-    }
-    async fn step_up(auth: Auth) -> Result<StatusCode, Rejection> {
-        auth.step_up().await?;
-        Ok(StatusCode::NO_CONTENT)
-    }
-    let router = Router::new()
-        .route("/login", post(login))
-        .route(
-            "/me",
-            get(|u: Principal| async move { u.subject().to_owned() }),
-        )
-        .route(
-            "/risky",
-            post(|HighRisk(u, _): HighRisk| async move { u.subject().to_owned() }),
-        )
-        .route("/step-up", post(step_up))
-        .layer(keycard.layer());
+    // `POST /login` without a body logs in `alice`; `/risky` is behind `HighRisk`.
+    let router = test_app::router(&keycard);
     App { router, events }
 }
 
@@ -82,15 +63,9 @@ async fn call(
     let mut req = req.body(Body::empty()).unwrap();
     req.extensions_mut()
         .insert(ConnectInfo(from.parse::<SocketAddr>().unwrap()));
-    let resp = app.router.clone().oneshot(req).await.unwrap();
-    let cookie = resp
-        .headers()
-        .get(header::SET_COOKIE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .filter(|v| !v.ends_with('='))
-        .map(str::to_owned);
-    (resp.status(), cookie)
+    let resp = send(&app.router, req).await;
+    let cookie = resp.cookie_pair().filter(|v| !v.ends_with('='));
+    (resp.status, cookie)
 }
 
 async fn changes(app: &App) -> usize {
@@ -130,7 +105,8 @@ async fn step_up_is_demanded_on_high_risk_routes_until_done() {
     );
     // Step-up from the new address records it; high-risk routes work again from there.
     let (status, new) = call(&app, "POST", "/step-up", AWAY, Some(&cookie)).await;
-    assert_eq!(status, 204);
+    // The test app answers a step-up with the issued credential (`test_app::issued_json`).
+    assert_eq!(status, 200);
     let new = new.expect("step-up rotates the session");
     assert_eq!(call(&app, "POST", "/risky", AWAY, Some(&new)).await.0, 200);
     assert!(changes(&app).await >= 2);

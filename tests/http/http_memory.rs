@@ -1,7 +1,10 @@
 //! The server-session HTTP conformance suite on the in-memory store, plus fail-closed cases
 //! with a store that is down or hung.
 
-use crate::common::http_suite::{self, http_suite};
+use crate::common::{
+    http_client::{Resp, get_req, post_req, send},
+    http_suite::{self, http_suite},
+};
 
 use std::{
     sync::Arc,
@@ -86,18 +89,18 @@ async fn fails_closed(store: Faulty) {
     let cookie = format!("__Host-keycard={}", token.expose_secret());
     let started = std::time::Instant::now();
     for path in ["/me", "/maybe", "/admin", "/sessions"] {
-        let resp = http_suite::send(&f.app, http_suite::get_req(path, Some(&cookie))).await;
-        assert_eq!(resp.status(), 503, "{path}");
+        let resp = send(&f.app, get_req(path, Some(&cookie))).await;
+        assert_eq!(resp.status, 503, "{path}");
     }
-    let resp = http_suite::send(
+    let resp = send(
         &f.app,
-        http_suite::post_req("/login", None, serde_json::json!({"subject": "x"})),
+        post_req("/login", None, serde_json::json!({"subject": "x"})),
     )
     .await;
-    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.status, 503);
     // Public routes do not touch the store.
-    let resp = http_suite::send(&f.app, http_suite::get_req("/public", Some(&cookie))).await;
-    assert_eq!(resp.status(), 200);
+    let resp = send(&f.app, get_req("/public", Some(&cookie))).await;
+    assert_eq!(resp.status, 200);
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "bounded by the store timeout"
@@ -118,19 +121,19 @@ async fn store_hung_is_503_within_timeout() {
 /// session-bound token in `X-CSRF-Token`.
 mod double_submit {
     use super::*;
+    use crate::common::test_app;
     use axum::{
         Router,
         body::Body,
         http::{Request, header},
-        routing::{get, post},
     };
     use keycard::{
-        Auth, Keycard, Principal,
+        Keycard,
         csrf::{CsrfConfig, Secret},
         strategy::{ServerSessions, server::ServerSettings},
     };
-    use tower::ServiceExt;
 
+    /// The test app with the double-submit token required.
     fn app() -> Router {
         let keycard = Keycard::builder()
             .strategy(ServerSessions::new(
@@ -143,36 +146,13 @@ mod double_submit {
             })
             .build()
             .unwrap();
-        Router::new()
-            .route(
-                "/login",
-                post(|auth: Auth| async move {
-                    auth.login(Principal::builder("alice")).await.map(|_| ())
-                }),
-            )
-            .route(
-                "/token",
-                get(|auth: Auth| async move { auth.csrf_token().unwrap_or_default() }),
-            )
-            .route("/act", post(|_: Principal| async { "done" }))
-            .layer(keycard.layer())
+        test_app::router(&keycard)
     }
 
-    async fn send(app: &Router, req: Request<Body>) -> (u16, String) {
-        let resp = app.clone().oneshot(req).await.unwrap();
-        let status = resp.status().as_u16();
-        let cookie = resp
-            .headers()
-            .get(header::SET_COOKIE)
-            .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned());
-        let body = http_body_util::BodyExt::collect(resp.into_body())
-            .await
-            .unwrap()
-            .to_bytes();
-        (
-            status,
-            cookie.unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned()),
-        )
+    /// The status, and the cookie pair the response sets or else its body.
+    fn outcome(r: Resp) -> (u16, String) {
+        let text = || String::from_utf8_lossy(&r.body).into_owned();
+        (r.status.as_u16(), r.cookie_pair().unwrap_or_else(text))
     }
 
     fn req(method: &str, path: &str, cookie: &str, token: Option<&str>) -> Request<Body> {
@@ -189,36 +169,30 @@ mod double_submit {
     #[tokio::test]
     async fn token_is_required_and_bound_to_the_session() {
         let app = app();
+        let call = |req| {
+            let app = app.clone();
+            async move { outcome(send(&app, req).await) }
+        };
         let login = Request::post("/login").body(Body::empty()).unwrap();
-        let (status, cookie) = send(&app, login).await;
+        let (status, cookie) = call(login).await;
         assert_eq!(status, 200);
-        let (_, token) = send(&app, req("GET", "/token", &cookie, None)).await;
+        let (_, token) = call(req("GET", "/token", &cookie, None)).await;
         assert_eq!(token.len(), 43);
-        assert_eq!(send(&app, req("POST", "/act", &cookie, None)).await.0, 403);
+        assert_eq!(call(req("POST", "/act", &cookie, None)).await.0, 403);
         assert_eq!(
-            send(&app, req("POST", "/act", &cookie, Some("forged")))
-                .await
-                .0,
+            call(req("POST", "/act", &cookie, Some("forged"))).await.0,
             403
         );
         assert_eq!(
-            send(&app, req("POST", "/act", &cookie, Some(&token)))
-                .await
-                .0,
+            call(req("POST", "/act", &cookie, Some(&token))).await.0,
             200
         );
         // Another session's token does not fit this session.
-        let (_, other) = send(&app, Request::post("/login").body(Body::empty()).unwrap()).await;
-        assert_eq!(
-            send(&app, req("POST", "/act", &other, Some(&token)))
-                .await
-                .0,
-            403
-        );
+        let (_, other) = call(Request::post("/login").body(Body::empty()).unwrap()).await;
+        assert_eq!(call(req("POST", "/act", &other, Some(&token))).await.0, 403);
         // Safe methods need no token.
-        assert_eq!(send(&app, req("GET", "/token", &cookie, None)).await.0, 200);
+        assert_eq!(call(req("GET", "/token", &cookie, None)).await.0, 200);
     }
-
     #[test]
     fn short_secrets_are_refused_at_start() {
         let err = Keycard::builder()

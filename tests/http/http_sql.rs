@@ -3,7 +3,11 @@
 
 #![cfg(feature = "_sql")]
 
-use crate::common::http_suite::{self, http_suite};
+use crate::common::{
+    http_client::{get_req, status},
+    http_suite::{self, http_suite},
+    test_app,
+};
 
 use std::sync::Arc;
 
@@ -105,7 +109,7 @@ mod faults {
                 .unwrap(),
         );
         let f = http_suite::fixture(store, http_suite::settings());
-        let cookie = http_suite::login(&f.app, &f.user, &[], None).await;
+        let cookie = test_app::login(&f.app, &f.user, &[], None).await;
         // The one pooled connection hangs; every other request waits for the pool.
         proxy.stall();
         let started = Instant::now();
@@ -114,7 +118,7 @@ mod faults {
             let app = f.app.clone();
             let cookie = cookie.clone();
             tasks.push(tokio::spawn(async move {
-                http_suite::status(&app, http_suite::get_req("/me", Some(&cookie))).await
+                status(&app, get_req("/me", Some(&cookie))).await
             }));
         }
         for t in tasks {
@@ -135,18 +139,12 @@ mod faults {
         let proxy = FaultProxy::start(upstream()).await;
         let store = connect(&proxied_url(&proxy)).await;
         let f = http_suite::fixture(store, http_suite::settings());
-        let cookie = http_suite::login(&f.app, &f.user, &[], None).await;
-        assert_eq!(
-            http_suite::status(&f.app, http_suite::get_req("/me", Some(&cookie))).await,
-            200
-        );
+        let cookie = test_app::login(&f.app, &f.user, &[], None).await;
+        assert_eq!(status(&f.app, get_req("/me", Some(&cookie))).await, 200);
 
         proxy.stall();
         let started = Instant::now();
-        assert_eq!(
-            http_suite::status(&f.app, http_suite::get_req("/me", Some(&cookie))).await,
-            503
-        );
+        assert_eq!(status(&f.app, get_req("/me", Some(&cookie))).await, 503);
         let took = started.elapsed();
         assert!(
             took < Duration::from_secs(2),
@@ -294,13 +292,10 @@ mod mysql_faults {
         let proxy = FaultProxy::start(upstream).await;
         let store = connect(&format!("{head}@{}/{path}", proxy.addr)).await;
         let f = http_suite::fixture(store, http_suite::settings());
-        let cookie = http_suite::login(&f.app, &f.user, &[], None).await;
+        let cookie = test_app::login(&f.app, &f.user, &[], None).await;
         proxy.stall();
         let started = Instant::now();
-        assert_eq!(
-            http_suite::status(&f.app, http_suite::get_req("/me", Some(&cookie))).await,
-            503
-        );
+        assert_eq!(status(&f.app, get_req("/me", Some(&cookie))).await, 503);
         assert!(started.elapsed() < Duration::from_secs(2));
         proxy.cut();
         proxy.resume();

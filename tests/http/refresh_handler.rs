@@ -9,7 +9,6 @@ use axum::{
     http::{Request, header},
     routing::post,
 };
-use http_body_util::BodyExt;
 use keycard::{
     Keycard, Principal, SessionStrategy,
     jwt::{JwtConfig, JwtStrategy},
@@ -17,25 +16,19 @@ use keycard::{
     strategy::ClientMeta,
 };
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
+use crate::common::http_client::send;
+
+/// `POST /refresh` with the JSON text `body`: the status, `Cache-Control` and the JSON body (or
+/// `null`).
 async fn send_refresh(app: &Router, body: &str) -> (u16, Option<String>, Value) {
     let req = Request::post("/refresh")
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(body.to_owned()))
         .unwrap();
-    let resp = app.clone().oneshot(req).await.unwrap();
-    let status = resp.status().as_u16();
-    let cache = resp
-        .headers()
-        .get(header::CACHE_CONTROL)
-        .map(|v| v.to_str().unwrap().to_owned());
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        cache,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    let resp = send(app, req).await;
+    let cache = resp.header(header::CACHE_CONTROL).map(str::to_owned);
+    (resp.status.as_u16(), cache, resp.json_or_null())
 }
 
 #[tokio::test]

@@ -2,7 +2,10 @@
 //! with jsonwebtoken, and redacted `Debug`.
 #![cfg(feature = "jwt")]
 
-use crate::common::jwt_support;
+use crate::common::{
+    http_client::{get_req, send},
+    jwt_support,
+};
 
 use std::sync::Arc;
 
@@ -10,7 +13,6 @@ use aws_lc_rs::{
     encoding::AsBigEndian,
     signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair},
 };
-use http_body_util::BodyExt;
 use jwt_support::*;
 use keycard::{
     ErrorKind, SessionStrategy,
@@ -18,7 +20,6 @@ use keycard::{
     strategy::ClientMeta,
 };
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 fn decode_segment(token: &str, i: usize) -> Value {
     let seg = token.split('.').nth(i).unwrap();
@@ -435,25 +436,20 @@ async fn jwks_publishes_public_keys_only() {
         .unwrap();
     strategy.ready().await.unwrap();
 
-    let response = strategy
-        .jwks_router()
-        .oneshot(
-            http::Request::get("/.well-known/jwks.json")
-                .body(axum::body::Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["content-type"], "application/json");
+    let response = send(
+        &strategy.jwks_router(),
+        get_req("/.well-known/jwks.json", None),
+    )
+    .await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.headers["content-type"], "application/json");
     assert!(
-        response.headers()["cache-control"]
+        response.headers["cache-control"]
             .to_str()
             .unwrap()
             .contains("max-age")
     );
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    let jwks: Value = serde_json::from_slice(&body).unwrap();
+    let jwks: Value = serde_json::from_slice(&response.body).unwrap();
     let keys = jwks["keys"].as_array().unwrap();
     assert_eq!(keys.len(), 3, "HS keys are never published: {jwks}");
     for k in keys {

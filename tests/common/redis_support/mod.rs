@@ -1,8 +1,6 @@
 //! Helpers shared by the Redis store tests: record builders, Redis-specific scenarios, throwaway
 //! `redis-server` processes and a Redis Cluster harness.
 
-#![allow(dead_code)]
-
 pub mod cluster;
 pub mod scenarios;
 pub mod server;
