@@ -19,6 +19,7 @@ pub mod http_suite;
 #[cfg(feature = "jwt")]
 #[path = "../jwt_support/mod.rs"]
 pub mod jwt_support;
+pub mod log_capture;
 #[cfg(feature = "postgres")]
 pub mod pg;
 #[cfg(feature = "redis")]

@@ -5,7 +5,6 @@
 
 use std::{
     collections::BTreeSet,
-    io,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -39,67 +38,39 @@ use keycard::{
     token::{OpaqueToken, TokenHash},
     transport::TransportSettings,
 };
-use parking_lot::Mutex;
 use serde_json::{Value, json};
-use tracing_subscriber::fmt::format::FmtSpan;
 
-use crate::common::{http_client::send, test_app::router};
+use crate::common::{http_client::send, log_capture::capture, test_app::router};
 
 // ------------------------------------------------------------------ log capture
+//
+// `common::log_capture`: the binary's one global subscriber, capturing per thread. The capturing
+// tests run on `current_thread` runtimes, so everything their flows log is on their thread.
 
-/// Everything written by the subscriber.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
+/// A capture sees its own thread only: the other tests of this binary (on their own threads) do
+/// not write into it, and another capture running at the same time is kept apart.
+#[test]
+fn log_capture_is_per_thread() {
+    let (logs, _guard) = capture();
+    tracing::info!(marker = "capture-mine", "on the capturing thread");
+    std::thread::spawn(|| {
+        tracing::info!(
+            marker = "capture-theirs",
+            "on a thread that does not capture"
+        );
+        let (other, _guard) = capture();
+        tracing::info!(marker = "capture-other", "on another capturing thread");
+        let text = other.text();
+        assert!(text.contains("capture-other"), "{text}");
+        assert!(!text.contains("capture-mine"), "{text}");
+    })
+    .join()
+    .expect("the other thread");
+    let text = logs.text();
+    assert!(text.contains("capture-mine"), "{text}");
+    assert!(!text.contains("capture-theirs"), "{text}");
+    assert!(!text.contains("capture-other"), "{text}");
 }
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock()).into_owned()
-    }
-}
-
-/// Captures everything logged at TRACE level for every target, with span lifecycle events so
-/// that span fields are written even when no event fires inside them.
-///
-/// One global subscriber serves the whole test binary (scoped subscribers interact badly with
-/// `tracing`'s per-callsite interest cache across threads), and the capturing tests run one at
-/// a time, each starting from an empty buffer.
-fn capture() -> (Captured, CaptureGuard) {
-    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    static GLOBAL: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
-    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let captured = GLOBAL
-        .get_or_init(|| {
-            let captured = Captured::default();
-            let writer = captured.clone();
-            let subscriber = tracing_subscriber::fmt()
-                .with_max_level(tracing::Level::TRACE)
-                .with_ansi(false)
-                .with_span_events(FmtSpan::FULL)
-                .with_target(true)
-                .with_writer(move || writer.clone())
-                .finish();
-            tracing::subscriber::set_global_default(subscriber)
-                .expect("no other global subscriber in this test binary");
-            captured
-        })
-        .clone();
-    captured.0.lock().clear();
-    (captured, CaptureGuard(serial))
-}
-
-/// Keeps the other capturing tests of this file waiting.
-struct CaptureGuard(#[allow(dead_code)] std::sync::MutexGuard<'static, ()>);
 
 /// Secrets seen by clients, and the parts of them that must not leak either.
 #[derive(Default)]
