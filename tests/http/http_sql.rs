@@ -3,12 +3,6 @@
 
 #![cfg(feature = "_sql")]
 
-use crate::common::{
-    http_client::{get_req, status},
-    http_suite::{self, http_suite},
-    test_app,
-};
-
 use std::sync::Arc;
 
 use keycard::store::{
@@ -16,11 +10,15 @@ use keycard::store::{
     sql::{SqlOptions, SqlStore},
 };
 
+use crate::common::http_suite::http_suite;
+
+#[cfg(feature = "postgres")]
 fn pg_url() -> String {
     std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
+#[cfg(feature = "mysql")]
 fn mysql_url() -> String {
     std::env::var("MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
 }
@@ -56,7 +54,11 @@ mod faults {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::common::fault_proxy::FaultProxy;
+    use crate::common::{
+        fault_proxy::FaultProxy,
+        http_client::{get_req, status},
+        http_suite, test_app,
+    };
     use keycard::{ErrorKind, Keycard, KeycardConfig, StrategyKind, config::DatabaseConfig};
 
     fn upstream() -> std::net::SocketAddr {
@@ -256,7 +258,11 @@ mod mysql_faults {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::common::fault_proxy::FaultProxy;
+    use crate::common::{
+        fault_proxy::FaultProxy,
+        http_client::{get_req, status},
+        http_suite, test_app,
+    };
     use keycard::{ErrorKind, Keycard, KeycardConfig, StrategyKind, config::DatabaseConfig};
 
     fn split(url: &str) -> (&str, &str, &str) {
