@@ -1,7 +1,30 @@
-//! Shared test helpers. `conformance` holds the store conformance suite.
+//! The one harness every test binary includes (`#[path = "../common/mod.rs"] mod common;` in
+//! each `tests/<binary>/main.rs`): record builders for the stores, the store conformance suite
+//! and every support module. Not every binary uses every item.
 #![allow(dead_code, unused_macros, unused_imports)]
 
+/// The demo application (`examples/demo/app.rs`), built in process by the hostile and demo tests.
+#[path = "../../examples/demo/app.rs"]
+pub mod app;
+pub mod browser_support;
 pub mod conformance;
+pub mod demo;
+pub mod demo_bin;
+pub mod fault_proxy;
+#[cfg(all(feature = "jwt", feature = "sqlite"))]
+pub mod hostile_support;
+pub mod http_client;
+pub mod http_suite;
+/// Kept at `tests/jwt_support` because `benches/jwt.rs` includes it from there too.
+#[cfg(feature = "jwt")]
+#[path = "../jwt_support/mod.rs"]
+pub mod jwt_support;
+pub mod log_capture;
+#[cfg(feature = "postgres")]
+pub mod pg;
+#[cfg(feature = "redis")]
+pub mod redis_support;
+pub mod test_app;
 
 use std::time::{Duration, SystemTime};
 

@@ -1,0 +1,9 @@
+//! The demo: its router end to end in process on every backend, the real binary as a process,
+//! and several demo processes sharing one store.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod demo_e2e;
+mod demo_instances;
+mod demo_process;

@@ -1,0 +1,11 @@
+//! Hostile input: the hostile suite and its races through the real demo router, forged JWTs,
+//! property tests of the parsers, and no secret in logs.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod hostile;
+mod hostile_races;
+mod jwt_forgery;
+mod no_secrets_in_logs;
+mod proptest_parsers;

@@ -1,0 +1,12 @@
+//! The HTTP layer: the server-session suite through the real layer and router on every store,
+//! fail-closed behaviour with stores that are down or hung, the client-address policy and the
+//! ready-made refresh handler.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod client_policy;
+mod http_memory;
+mod http_redis;
+mod http_sql;
+mod refresh_handler;
