@@ -20,9 +20,8 @@ use axum::{
 use criterion::{Criterion, criterion_group, criterion_main};
 use keycard::{
     Keycard, Principal,
-    clock::truncate_millis,
     store::{MemoryStore, RevocationStore, SessionRecord, SessionStore},
-    strategy::{ServerSessions, cache::CacheSettings, server::ServerSettings},
+    strategy::{CacheSettings, ServerSessions, ServerSettings},
     token::OpaqueToken,
 };
 use tokio::runtime::Runtime;
@@ -31,7 +30,17 @@ use tower::ServiceExt;
 const SUBJECT: &str = "bench-user-0001";
 
 fn record(token: &OpaqueToken) -> SessionRecord {
-    let now = truncate_millis(SystemTime::now());
+    // Whole milliseconds, the precision every store keeps.
+    let now = SystemTime::UNIX_EPOCH
+        + std::time::Duration::from_millis(
+            u64::try_from(
+                SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis(),
+            )
+            .unwrap(),
+        );
     let hour = std::time::Duration::from_secs(3600);
     SessionRecord {
         id: token.hash(),

@@ -69,7 +69,7 @@ impl Clock for ManualClock {
 }
 
 /// Milliseconds since the Unix epoch (negative before it), the form stores persist.
-pub fn to_millis(t: SystemTime) -> i64 {
+pub(crate) fn to_millis(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
         Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
@@ -77,7 +77,7 @@ pub fn to_millis(t: SystemTime) -> i64 {
 }
 
 /// The inverse of [`to_millis`].
-pub fn from_millis(ms: i64) -> SystemTime {
+pub(crate) fn from_millis(ms: i64) -> SystemTime {
     if ms >= 0 {
         UNIX_EPOCH + Duration::from_millis(ms.unsigned_abs())
     } else {
@@ -86,11 +86,11 @@ pub fn from_millis(ms: i64) -> SystemTime {
 }
 
 /// Truncates to whole milliseconds, the precision every store keeps.
-pub fn truncate_millis(t: SystemTime) -> SystemTime {
+pub(crate) fn truncate_millis(t: SystemTime) -> SystemTime {
     from_millis(to_millis(t))
 }
 
 /// Formats a time as RFC 3339 in UTC with second precision, e.g. `2026-11-23T10:00:00Z`.
-pub fn rfc3339(t: SystemTime) -> String {
+pub(crate) fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }

@@ -151,7 +151,7 @@ pub struct SessionConfig {
     /// How often expired records are swept. Default `"5m"`.
     #[serde(with = "humantime_serde")]
     pub sweep_interval: Duration,
-    /// The opt-in local read cache (see [`cache`](crate::strategy::cache)). Default: off.
+    /// The opt-in local read cache (see [`CacheSettings`](crate::strategy::CacheSettings)). Default: off.
     pub cache: Option<SessionCacheConfig>,
     /// What to do when a session is used from another client address: `allow` (report only),
     /// `step_up` or `terminate` (see [`policy`](crate::policy)). Default: no check.

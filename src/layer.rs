@@ -8,7 +8,7 @@
 //! ```
 //! use std::sync::Arc;
 //! use axum::{Router, routing::get};
-//! use keycard::{Keycard, Principal, store::MemoryStore, strategy::{ServerSessions, server::ServerSettings}};
+//! use keycard::{Keycard, Principal, store::MemoryStore, strategy::{ServerSessions, ServerSettings}};
 //!
 //! async fn me(user: Principal) -> String { user.subject().to_owned() }
 //!

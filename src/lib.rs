@@ -79,6 +79,12 @@ pub mod __fuzz {
         })
     }
 
+    /// The `Authorization: Bearer` parser: `None` for another scheme, else the token's byte range
+    /// or why it is malformed.
+    pub fn parse_bearer(value: &[u8]) -> Option<Result<std::ops::Range<usize>, ErrorKind>> {
+        crate::transport::parse_bearer(value)
+    }
+
     /// Loads `config` exactly as the JWT strategy loads an entry of `jwt.keys` (errors name
     /// `jwt.keys[0]`).
     ///

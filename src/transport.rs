@@ -226,7 +226,7 @@ fn read_bearer(
 /// Parses an `Authorization` value per RFC 6750 §2.1: `Bearer` (any case), one or more spaces,
 /// then a `b64token`. Returns `None` for other schemes, the token's byte range when well formed,
 /// and [`ErrorKind::MalformedRequest`] when the scheme is Bearer but the rest is not.
-pub fn parse_bearer(value: &[u8]) -> Option<Result<Range<usize>, ErrorKind>> {
+pub(crate) fn parse_bearer(value: &[u8]) -> Option<Result<Range<usize>, ErrorKind>> {
     locate_bearer(value).map(|r| {
         r.and_then(|range| {
             if is_b64token(&value[range.clone()]) {

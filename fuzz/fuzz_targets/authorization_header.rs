@@ -1,10 +1,10 @@
-//! `Authorization` header parsing (`keycard::transport::parse_bearer`) on arbitrary bytes, checked
+//! `Authorization` header parsing (`keycard::__fuzz::parse_bearer`) on arbitrary bytes, checked
 //! against an independent reading of RFC 6750 §2.1, then the same bytes through the transport.
 #![no_main]
 
 use http::{HeaderMap, HeaderValue, header};
 use keycard::{
-    __fuzz::read_credentials, ErrorKind, transport::TransportSettings, transport::parse_bearer,
+    __fuzz::{parse_bearer, read_credentials}, ErrorKind, transport::TransportSettings,
 };
 use libfuzzer_sys::fuzz_target;
 

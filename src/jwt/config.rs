@@ -29,15 +29,16 @@ use super::{alg::Algorithm, cache::DEFAULT_CACHE_SIZE};
 use crate::error::{Error, Result};
 
 /// Longest access-token lifetime keycard accepts (60 min).
-pub const MAX_ACCESS_TTL: Duration = Duration::from_secs(60 * 60);
+pub(crate) const MAX_ACCESS_TTL: Duration = Duration::from_secs(60 * 60);
 /// Largest accepted clock leeway (300 s).
-pub const MAX_LEEWAY: Duration = Duration::from_secs(300);
+pub(crate) const MAX_LEEWAY: Duration = Duration::from_secs(300);
 /// Largest refresh grace window (60 s).
-pub const MAX_REFRESH_GRACE: Duration = Duration::from_secs(60);
+pub(crate) const MAX_REFRESH_GRACE: Duration = Duration::from_secs(60);
 /// Shortest accepted cool-down between refetches of a remote JWKS (10 s).
-pub const MIN_REFETCH_COOLDOWN: Duration = Duration::from_secs(10);
+#[cfg(feature = "remote-jwks")]
+pub(crate) const MIN_REFETCH_COOLDOWN: Duration = Duration::from_secs(10);
 /// Largest verified-token cache.
-pub const MAX_CACHE_SIZE: usize = 1_000_000;
+pub(crate) const MAX_CACHE_SIZE: usize = 1_000_000;
 
 fn default_access_ttl() -> Duration {
     Duration::from_secs(10 * 60)

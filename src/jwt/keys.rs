@@ -31,11 +31,11 @@ use super::{
 use crate::error::{Error, ErrorKind, Result};
 
 /// Smallest RSA modulus accepted, in bits.
-pub const RSA_MIN_BITS: usize = 2048;
+pub(crate) const RSA_MIN_BITS: usize = 2048;
 /// Largest RSA modulus accepted, in bits.
-pub const RSA_MAX_BITS: usize = 4096;
+pub(crate) const RSA_MAX_BITS: usize = 4096;
 /// Longest accepted `kid`, in bytes.
-pub const MAX_KID_LEN: usize = 256;
+pub(crate) const MAX_KID_LEN: usize = 256;
 
 pub(super) fn key_err(message: impl Into<std::borrow::Cow<'static, str>>) -> Error {
     Error::with_message(ErrorKind::Config, message)

@@ -44,23 +44,23 @@
 //!   revocation by `jti`, so malleability gains an attacker nothing.
 //! - Ephemeral keys ([`KeyRing::ephemeral`]) die with the process.
 
-pub mod alg;
+mod alg;
 mod builder;
 pub(crate) mod cache;
 pub(crate) mod claims;
-pub mod config;
+mod config;
 mod encoding;
-pub mod jwk;
+mod jwk;
 pub(crate) mod jws;
 mod key_load;
 mod key_parse;
-pub mod keys;
+mod keys;
 #[cfg(feature = "remote-jwks")]
 pub(crate) mod remote;
 mod session;
 mod strategy;
 
-pub use alg::Algorithm;
+pub use alg::{Algorithm, UnknownAlgorithm};
 pub use builder::JwtStrategyBuilder;
 pub use cache::DEFAULT_CACHE_SIZE;
 pub use claims::RESERVED_CLAIMS;

@@ -10,7 +10,7 @@ use crate::{
     error::{Error, Result},
     events::Events,
     store::{RevocationStore, SessionStore},
-    strategy::{ServerSessions, server::ServerSettings},
+    strategy::{ServerSessions, ServerSettings},
     transport::TransportSettings,
 };
 

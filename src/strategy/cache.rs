@@ -1,30 +1,4 @@
 //! An opt-in local read cache for server sessions whose invalidation is pushed, not waited out.
-//!
-//! A cache hit answers without a store round trip and without allocating (the cached
-//! [`Principal`] is shared). Entries are keyed by the session cookie's whole value (the 43
-//! characters of a canonical session ID, compared without early exit), so a hit needs neither
-//! base64 decoding nor SHA-256; only IDs the store has just vouched for are ever inserted. The
-//! map is bounded by [`CacheSettings::capacity`]. Like the JWT cache, it holds live credentials
-//! in process memory (never in a store or a log).
-//!
-//! # Invalidation
-//! Every revoking operation (logout, revoke, rotation, log out everywhere, eviction at the session
-//! limit) is applied to the local mirror at once (so a hit on the entry is refused) and is
-//! published through a
-//! [`RevocationStore`]: a denylist entry for one session, an epoch
-//! for a subject. Every instance keeps an in-process mirror of those revocations, fed by the
-//! store's push channel (Redis pub/sub, PostgreSQL `LISTEN/NOTIFY`, the in-memory store's
-//! broadcast) or, without one, by polling every [`CacheSettings::poll_interval`]. A hit is served
-//! only while the mirror is current; when the feed drops, every lookup goes to the store until the
-//! mirror has re-subscribed and reloaded.
-//!
-//! Independently of the feed, an entry is served no longer than the session's renewal interval
-//! and never past the session's expiry, so even a change that was never published (a crashed
-//! instance between delete and publish) is bounded.
-//!
-//! With SQLite, which has no push channel, the cache assumes one process owns the database file:
-//! revocations made by this process apply at once; another process's are seen after the poll
-//! interval.
 
 use std::{
     collections::HashMap,
@@ -77,7 +51,34 @@ impl Hash for CacheKey {
     }
 }
 
-/// Settings of the server-session read cache.
+/// Settings of the server-session read cache: an opt-in local cache whose invalidation is
+/// pushed, not waited out.
+///
+/// A cache hit answers without a store round trip and without allocating (the cached
+/// [`Principal`] is shared). Entries are keyed by the session cookie's whole value (the 43
+/// characters of a canonical session ID, compared without early exit), so a hit needs neither
+/// base64 decoding nor SHA-256; only IDs the store has just vouched for are ever inserted. The
+/// map is bounded by [`CacheSettings::capacity`]. Like the JWT cache, it holds live credentials
+/// in process memory (never in a store or a log).
+///
+/// # Invalidation
+/// Every revoking operation (logout, revoke, rotation, log out everywhere, eviction at the session
+/// limit) is applied to the local mirror at once (so a hit on the entry is refused) and is
+/// published through a
+/// [`RevocationStore`]: a denylist entry for one session, an epoch
+/// for a subject. Every instance keeps an in-process mirror of those revocations, fed by the
+/// store's push channel (Redis pub/sub, PostgreSQL `LISTEN/NOTIFY`, the in-memory store's
+/// broadcast) or, without one, by polling every [`CacheSettings::poll_interval`]. A hit is served
+/// only while the mirror is current; when the feed drops, every lookup goes to the store until the
+/// mirror has re-subscribed and reloaded.
+///
+/// Independently of the feed, an entry is served no longer than the session's renewal interval
+/// and never past the session's expiry, so even a change that was never published (a crashed
+/// instance between delete and publish) is bounded.
+///
+/// With SQLite, which has no push channel, the cache assumes one process owns the database file:
+/// revocations made by this process apply at once; another process's are seen after the poll
+/// interval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheSettings {
     /// Most sessions cached (entries). Default 10 000; beyond it an arbitrary entry is dropped.

@@ -28,10 +28,11 @@ use crate::{
     principal::{Principal, PrincipalSpec},
 };
 
-pub mod cache;
-pub mod server;
+pub(crate) mod cache;
+pub(crate) mod server;
 
-pub use server::ServerSessions;
+pub use cache::CacheSettings;
+pub use server::{ServerSessions, ServerSettings};
 
 /// The future returned by [`SessionStrategy::authenticate`]: either ready (no allocation) or a
 /// boxed store round trip.

@@ -59,7 +59,7 @@ impl Default for ServerSettings {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use keycard::{store::MemoryStore, strategy::{ServerSessions, server::ServerSettings}};
+/// use keycard::{store::MemoryStore, strategy::{ServerSessions, ServerSettings}};
 ///
 /// let sessions = ServerSessions::new(Arc::new(MemoryStore::new()), ServerSettings::default());
 /// # let _ = sessions;
@@ -85,7 +85,7 @@ impl ServerSessions {
         }
     }
 
-    /// Turns on the local read cache (see [`cache`](super::cache)): hits cost no store round
+    /// Turns on the local read cache (see [`CacheSettings`]): hits cost no store round
     /// trip; revocations are published through `revocations` and pushed to every instance.
     /// Call after [`with_clock`](Self::with_clock); needs a Tokio runtime. Await
     /// [`ready`](Self::ready) before serving.

@@ -17,7 +17,7 @@ use keycard::{
     Keycard, Principal,
     clock::{Clock, ManualClock},
     store::{LimitPolicy, SessionLimit, SessionStore},
-    strategy::{ServerSessions, server::ServerSettings},
+    strategy::{ServerSessions, ServerSettings},
     token::random_id,
 };
 use serde_json::json;

@@ -29,11 +29,28 @@ pub mod test_app;
 use std::time::{Duration, SystemTime};
 
 use keycard::{
-    clock::truncate_millis,
     store::{RefreshRecord, SessionRecord},
     token::{OpaqueToken, TokenHash, random_id},
 };
 use serde_json::{Map, Value, json};
+
+/// Truncates to whole milliseconds, the precision every store keeps.
+pub fn truncate_millis(t: SystemTime) -> SystemTime {
+    let ms = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis();
+    std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).expect("in range"))
+}
+
+/// Milliseconds since the Unix epoch, the form stores persist.
+pub fn to_millis(t: SystemTime) -> i64 {
+    let ms = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis();
+    i64::try_from(ms).expect("in range")
+}
 
 /// A subject no other test uses, so that tests sharing one database stay isolated.
 pub fn subject() -> String {

@@ -22,7 +22,7 @@ use keycard::{
     Keycard, StrategyKind,
     clock::{Clock, ManualClock},
     store::MemoryStore,
-    strategy::{ServerSessions, server::ServerSettings},
+    strategy::{ServerSessions, ServerSettings},
 };
 use serde_json::{Value, json};
 

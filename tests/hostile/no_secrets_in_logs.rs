@@ -33,7 +33,7 @@ use keycard::{
     },
     strategy::{
         AccessToken, ClientMeta, Credential, CredentialSource, Issued, ServerSessions,
-        server::ServerSettings,
+        ServerSettings,
     },
     token::{OpaqueToken, TokenHash},
     transport::TransportSettings,

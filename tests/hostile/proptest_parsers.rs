@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use http::{HeaderMap, HeaderValue, header};
 use keycard::{
+    __fuzz::parse_bearer,
     __fuzz::read_credentials,
     ErrorKind, KeycardConfig, Principal, SessionStrategy,
     clock::ManualClock,
@@ -14,7 +15,7 @@ use keycard::{
     store::MemoryStore,
     strategy::{ClientMeta, Credential, CredentialSource},
     token::{OpaqueToken, TOKEN_LEN, TokenHash},
-    transport::{TransportSettings, parse_bearer},
+    transport::TransportSettings,
 };
 use proptest::prelude::*;
 

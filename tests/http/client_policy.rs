@@ -17,7 +17,7 @@ use keycard::{
     events::{EventHook, SecurityEvent},
     policy::{ClientPolicy, IpChangeAction},
     store::MemoryStore,
-    strategy::{ServerSessions, server::ServerSettings},
+    strategy::{ServerSessions, ServerSettings},
 };
 
 use crate::common::{http_client::send, test_app};

@@ -130,7 +130,7 @@ mod double_submit {
     use keycard::{
         Keycard,
         csrf::{CsrfConfig, Secret},
-        strategy::{ServerSessions, server::ServerSettings},
+        strategy::{ServerSessions, ServerSettings},
     };
 
     /// The test app with the double-submit token required.

@@ -12,8 +12,8 @@ use keycard::{
     clock::ManualClock,
     store::{MemoryStore, RevocationStore, SessionStore},
     strategy::{
-        ClientMeta, Credential, CredentialSource, Reissue, ServerSessions, cache::CacheSettings,
-        server::ServerSettings,
+        CacheSettings, ClientMeta, Credential, CredentialSource, Reissue, ServerSessions,
+        ServerSettings,
     },
     token::random_id,
 };

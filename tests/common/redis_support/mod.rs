@@ -7,8 +7,9 @@ pub mod server;
 
 use std::time::{Duration, SystemTime};
 
+use super::truncate_millis;
+
 use keycard::{
-    clock::truncate_millis,
     store::{RefreshRecord, SessionRecord},
     token::{OpaqueToken, TokenHash, random_id},
 };

@@ -11,7 +11,6 @@ use std::{
 
 use futures_util::{StreamExt, future::join_all};
 use keycard::{
-    clock::to_millis,
     store::{
         CreateOutcome, LimitPolicy, RefreshStore, Revocation, RevocationStore, RotateOutcome,
         RotateRequest, SessionLimit, SessionStore, StoreErrorKind,
@@ -23,6 +22,7 @@ use redis::{FromRedisValue, aio::ConnectionLike};
 use sha2::{Digest, Sha256};
 
 use super::{family_head, fresh_id, now, session, session_at, unique_prefix, unique_subject};
+use crate::common::to_millis;
 
 /// Where the scenarios run: the Redis URLs, whether they form a cluster, and a fresh prefix.
 #[derive(Clone, Debug)]
