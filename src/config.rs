@@ -1,4 +1,5 @@
-//! [`KeycardConfig`]: serde configuration, and [`Keycard::from_config`].
+//! [`KeycardConfig`]: serde configuration, and
+//! [`Keycard::from_config`](crate::Keycard::from_config).
 //!
 //! ```toml
 //! strategy = "database"          # database | redis | jwt | hybrid

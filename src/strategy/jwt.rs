@@ -78,7 +78,7 @@ pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 ///   future (no allocation beyond the principal); it only goes to the store while the revocation
 ///   mirror is stale, or to the network when a remote JWKS must be refetched for an unknown `kid`.
 /// - [`login`](SessionStrategy::login) starts a refresh family and issues an access token and a
-///   refresh token; [`refresh`](SessionStrategy::refresh) rotates the refresh token (reuse of a
+///   refresh token; [`refresh`](RefreshTokens::refresh) rotates the refresh token (reuse of a
 ///   spent one revokes the family and its access tokens and emits
 ///   [`SecurityEvent::RefreshReuseDetected`]).
 /// - [`logout`](SessionStrategy::logout) ends the family and denylists its access tokens;

@@ -3,7 +3,7 @@
 //! The store keeps only the token's SHA-256, so a leaked table yields no usable session. Each
 //! authenticated request costs one store read; sliding renewal adds a write at most once per
 //! [`ServerSettings::renewal_interval`]. Login always creates a fresh token (session fixation is
-//! impossible: a client-chosen ID is never adopted), and [`SessionStrategy::rotate`] replaces it
+//! impossible: a client-chosen ID is never adopted), and [`SessionStrategy::reissue`] replaces it
 //! after a privilege change.
 
 use std::{sync::Arc, time::Duration};
