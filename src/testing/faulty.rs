@@ -22,8 +22,8 @@ use crate::{
 
 /// Wraps a store and, while [failing](Self::fail), answers every call with
 /// [`StoreErrorKind::Unavailable`] without touching the inner store: an outage for stores that
-/// have no network to cut (in-memory, SQLite), so that a test can make the store under a
-/// strategy fail and recover.
+/// have no network to cut (in-memory, SQLite), so that a
+/// [`StrategyHarness`](super::strategy::StrategyHarness) can make its store fail and recover.
 ///
 /// It implements each store trait its inner store implements. Clones share the inner store and
 /// the switch. A revocation feed subscribed before the outage keeps flowing (the outage refuses
