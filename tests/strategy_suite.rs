@@ -1,11 +1,13 @@
 //! The public strategy suite (`keycard::testing::strategy`) against every strategy and backend:
 //! server sessions on the in-memory store, SQLite, PostgreSQL, MySQL, Redis (one node) and Redis
 //! Cluster; the JWT strategy (a token API) and the hybrid strategy (the JWT strategy behind
-//! `HighRisk` routes).
+//! `HighRisk` routes); and a strategy defined here, outside `src/`, to show that a strategy
+//! written outside keycard runs the same suite through the real layer.
 //!
-//! Outages: PostgreSQL, MySQL and Redis are stalled behind a TCP proxy (`tests/fault_proxy`),
-//! the dedicated Redis Cluster of the outage check is paused (SIGSTOP), and the stores that have
-//! no network to cut (memory, SQLite) fail through `keycard::testing::FaultyStore`; the JWT strategy also runs on PostgreSQL.
+//! The JWT strategy also runs on PostgreSQL. Outages: PostgreSQL, MySQL and Redis are stalled
+//! behind a TCP proxy (`tests/fault_proxy`), the dedicated Redis Cluster of the outage check is
+//! paused (SIGSTOP), and the stores that have no network to cut (memory, SQLite) fail through
+//! `keycard::testing::FaultyStore`.
 //!
 //! Needs the features `test-suite`, `sqlite`, `postgres`, `mysql`, `redis` and `jwt` (see
 //! `Cargo.toml`); `cargo test --all-features` runs it.
@@ -405,3 +407,287 @@ strategy_suite!(
 strategy_suite!(jwt_memory, Jwt::memory(false));
 strategy_suite!(jwt_postgres, Jwt::postgres(false).await);
 strategy_suite!(hybrid_memory, Jwt::memory(true), high_risk);
+strategy_suite!(opaque_tokens, opaque::Harness::new(), high_risk);
+
+/// [`keycard::testing::strategy::run`], the whole suite in one call, as a strategy outside
+/// keycard would run it.
+#[tokio::test]
+async fn the_whole_suite_in_one_run_for_a_strategy_outside_keycard() {
+    keycard::testing::strategy::run(&opaque::Harness::new()).await;
+}
+
+// ------------------------------------------------------------------------------------------------
+// A strategy written outside keycard
+
+/// Opaque bearer tokens in a map: a small but complete [`SessionStrategy`] written against
+/// keycard's public API only, with sliding idle and absolute timeouts, rotation, step-up,
+/// listing and revocation, and a store that an outage switch makes fail.
+mod opaque {
+    use std::{
+        collections::HashMap,
+        sync::{
+            Arc,
+            atomic::{AtomicBool, Ordering},
+        },
+        time::{Duration, SystemTime},
+    };
+
+    use async_trait::async_trait;
+    use keycard::{
+        Error, ErrorKind, Keycard, Principal, PrincipalSpec, Result, SessionRef, SessionStrategy,
+        clock::{Clock, ManualClock, truncate_millis},
+        strategy::{
+            AccessToken, AuthFuture, ClientMeta, Credential, CredentialSource, Issued, Reissue,
+            SessionInfo,
+        },
+        testing::strategy::{Lifetimes, StrategyHarness},
+        token::{OpaqueToken, TokenHash},
+    };
+    use parking_lot::Mutex;
+
+    const IDLE: Duration = Duration::from_secs(20 * 60);
+    const ABSOLUTE: Duration = Duration::from_secs(4 * 3600);
+
+    /// One session, keyed by the SHA-256 of its token.
+    #[derive(Debug, Clone)]
+    struct Entry {
+        spec: PrincipalSpec,
+        created: SystemTime,
+        last_seen: SystemTime,
+        authenticated: SystemTime,
+        meta: ClientMeta,
+    }
+
+    impl Entry {
+        fn expires(&self) -> SystemTime {
+            (self.last_seen + IDLE).min(self.created + ABSOLUTE)
+        }
+    }
+
+    /// The strategy. Its "store" is a map; `down` fails every call that touches it.
+    #[derive(Debug)]
+    pub struct OpaqueTokens {
+        sessions: Mutex<HashMap<TokenHash, Entry>>,
+        down: Arc<AtomicBool>,
+        clock: Arc<dyn Clock>,
+    }
+
+    impl OpaqueTokens {
+        pub fn new(clock: Arc<dyn Clock>, down: Arc<AtomicBool>) -> Self {
+            Self {
+                sessions: Mutex::new(HashMap::new()),
+                down,
+                clock,
+            }
+        }
+
+        fn store(&self) -> Result<parking_lot::MutexGuard<'_, HashMap<TokenHash, Entry>>> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(Error::new(ErrorKind::StoreUnavailable));
+            }
+            Ok(self.sessions.lock())
+        }
+
+        fn now(&self) -> SystemTime {
+            truncate_millis(self.clock.now())
+        }
+
+        fn principal(id: &TokenHash, entry: &Entry) -> Principal {
+            let session = SessionRef {
+                id: id.handle(),
+                jti: None,
+                issued_at: entry.created,
+                client_ip: entry.meta.ip,
+            };
+            Principal::new(
+                entry.spec.clone(),
+                session,
+                entry.authenticated,
+                entry.expires(),
+            )
+        }
+
+        /// Stores `entry` under a fresh token and hands the token out.
+        fn issue(&self, entry: Entry) -> Result<Issued> {
+            let token = OpaqueToken::generate()?;
+            let principal = Self::principal(&token.hash(), &entry);
+            self.store()?.insert(token.hash(), entry);
+            Ok(Issued {
+                principal,
+                session_token: None,
+                session_max_age: None,
+                access_token: Some(AccessToken {
+                    token: token.expose_secret().to_owned(),
+                    expires_in: IDLE,
+                }),
+                refresh_token: None,
+                refresh_max_age: None,
+            })
+        }
+
+        fn resolve(&self, id: TokenHash) -> Result<Principal> {
+            let now = self.now();
+            let mut sessions = self.store()?;
+            let Some(entry) = sessions.get_mut(&id) else {
+                return Err(Error::new(ErrorKind::InvalidCredential));
+            };
+            if entry.expires() <= now {
+                sessions.remove(&id);
+                return Err(Error::new(ErrorKind::Expired));
+            }
+            entry.last_seen = now;
+            Ok(Self::principal(&id, entry))
+        }
+
+        /// The live session `current` stands for.
+        fn current(&self, current: &Principal) -> Result<(TokenHash, Entry)> {
+            let now = self.now();
+            self.store()?
+                .iter()
+                .find(|(id, e)| id.handle() == current.session().id && e.expires() > now)
+                .map(|(id, e)| (*id, e.clone()))
+                .ok_or_else(|| Error::new(ErrorKind::Revoked))
+        }
+    }
+
+    #[async_trait]
+    impl SessionStrategy for OpaqueTokens {
+        fn credential_source(&self) -> CredentialSource {
+            CredentialSource::Bearer
+        }
+
+        fn authenticate<'a>(&'a self, credential: Credential<'a>) -> AuthFuture<'a> {
+            let outcome = match TokenHash::of_encoded(credential.value) {
+                Some(id) if credential.source == CredentialSource::Bearer => self.resolve(id),
+                _ => Err(Error::new(ErrorKind::InvalidCredential)),
+            };
+            AuthFuture::ready(outcome)
+        }
+
+        async fn login(&self, spec: PrincipalSpec, meta: &ClientMeta) -> Result<Issued> {
+            let now = self.now();
+            self.issue(Entry {
+                spec,
+                created: now,
+                last_seen: now,
+                authenticated: now,
+                meta: meta.clone(),
+            })
+        }
+
+        async fn reissue(&self, current: &Principal, change: Reissue<'_>) -> Result<Issued> {
+            let (old, mut entry) = self.current(current)?;
+            let now = self.now();
+            match change {
+                Reissue::Rotate(Some(spec)) if spec.subject == current.subject() => {
+                    entry.spec = spec;
+                }
+                Reissue::Rotate(None) => {}
+                Reissue::StepUp(meta) => {
+                    entry.authenticated = now;
+                    entry.meta = meta.clone();
+                }
+                _ => {
+                    return Err(Error::with_message(
+                        ErrorKind::Internal,
+                        "a rotation cannot change the subject",
+                    ));
+                }
+            }
+            entry.last_seen = now;
+            self.store()?.remove(&old);
+            self.issue(entry)
+        }
+
+        async fn logout(&self, current: &Principal) -> Result<()> {
+            let (id, _) = self.current(current)?;
+            self.store()?.remove(&id);
+            Ok(())
+        }
+
+        async fn logout_all(&self, subject: &str) -> Result<u64> {
+            let mut sessions = self.store()?;
+            let before = sessions.len();
+            sessions.retain(|_, e| e.spec.subject != subject);
+            Ok((before - sessions.len()) as u64)
+        }
+
+        async fn list(&self, subject: &str) -> Result<Vec<SessionInfo>> {
+            let now = self.now();
+            let mut listed: Vec<SessionInfo> = self
+                .store()?
+                .iter()
+                .filter(|(_, e)| e.spec.subject == subject && e.expires() > now)
+                .map(|(id, e)| SessionInfo {
+                    id: id.handle(),
+                    created_at: e.created,
+                    last_seen_at: e.last_seen,
+                    user_agent: e.meta.user_agent.clone(),
+                    ip: e.meta.ip.map(|ip| ip.to_string()),
+                })
+                .collect();
+            listed.sort_by_key(|s| s.created_at);
+            Ok(listed)
+        }
+
+        async fn revoke(&self, subject: &str, session_id: &str) -> Result<bool> {
+            let Some(id) = TokenHash::from_handle(session_id) else {
+                return Ok(false);
+            };
+            let mut sessions = self.store()?;
+            if sessions.get(&id).is_some_and(|e| e.spec.subject == subject) {
+                sessions.remove(&id);
+                return Ok(true);
+            }
+            Ok(false)
+        }
+
+        async fn verify_live(&self, current: &Principal) -> Result<()> {
+            self.current(current).map(|_| ())
+        }
+    }
+
+    /// Runs the suite against [`OpaqueTokens`].
+    pub struct Harness {
+        down: Arc<AtomicBool>,
+    }
+
+    impl Harness {
+        pub fn new() -> Self {
+            Self {
+                down: Arc::new(AtomicBool::new(false)),
+            }
+        }
+    }
+
+    #[async_trait]
+    impl StrategyHarness for Harness {
+        async fn keycard(&self, clock: &ManualClock) -> Keycard {
+            let strategy = OpaqueTokens::new(Arc::new(clock.clone()), self.down.clone());
+            Keycard::builder()
+                .strategy(strategy)
+                .clock(Arc::new(clock.clone()))
+                .build()
+                .expect("keycard")
+        }
+
+        fn lifetimes(&self) -> Lifetimes {
+            Lifetimes::Session {
+                idle: IDLE,
+                absolute: ABSOLUTE,
+            }
+        }
+
+        fn high_risk(&self) -> bool {
+            true
+        }
+
+        async fn fail_store(&self) {
+            self.down.store(true, Ordering::SeqCst);
+        }
+
+        async fn recover_store(&self) {
+            self.down.store(false, Ordering::SeqCst);
+        }
+    }
+}
