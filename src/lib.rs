@@ -19,6 +19,8 @@ mod principal;
 mod revocation;
 pub mod store;
 pub mod strategy;
+#[cfg(feature = "test-suite")]
+pub mod testing;
 pub mod token;
 pub mod transport;
 

@@ -1,8 +1,8 @@
 //! Storage seams: [`SessionStore`] for server sessions, [`RefreshStore`] for refresh-token
 //! families and [`RevocationStore`] for access-token revocation (denylist and per-subject epoch).
 //!
-//! Every backend passes the same conformance suite (`tests/common/conformance.rs`), run against real
-//! servers. The traits are object safe and used as `Arc<dyn _>`.
+//! Every backend passes the same conformance suite (`keycard::testing::store`, feature
+//! `test-suite`), run against real servers. The traits are object safe and used as `Arc<dyn _>`.
 //!
 //! # Contract highlights
 //! - Stores key everything by [`TokenHash`]; the secret token never reaches a store.

@@ -10,3 +10,4 @@ mod http_memory;
 mod http_redis;
 mod http_sql;
 mod refresh_handler;
+mod strategy_suite;

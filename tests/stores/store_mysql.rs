@@ -19,6 +19,7 @@ async fn store() -> SqlStore {
 
 common::conformance::store_conformance!(store().await);
 
+#[cfg(feature = "test-suite")]
 #[tokio::test]
 async fn the_mariadb_scheme_is_accepted() {
     let url = url().replacen("mysql:", "mariadb:", 1);

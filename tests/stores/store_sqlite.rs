@@ -34,6 +34,8 @@ async fn store_at(url: &str) -> SqlStore {
     SqlStore::connect(url, SqlOptions::default()).await.unwrap()
 }
 
+// Only the conformance suite (feature `test-suite`) builds fresh stores this way.
+#[cfg_attr(not(feature = "test-suite"), allow(dead_code))]
 async fn store() -> SqlStore {
     store_at(&fresh_url()).await
 }
@@ -56,6 +58,7 @@ async fn creates_the_file_and_migrates_idempotently() {
     again.migrate().await.unwrap();
 }
 
+#[cfg(feature = "test-suite")]
 #[tokio::test]
 async fn in_memory_database_works() {
     let store = SqlStore::connect("sqlite::memory:", SqlOptions::default())
