@@ -29,7 +29,7 @@
 //! use async_trait::async_trait;
 //! use keycard::{Keycard, clock::ManualClock, store::MemoryStore};
 //! use keycard::testing::{FaultyStore, strategy::{self, Lifetimes, StrategyHarness}};
-//! # use keycard::strategy::{ServerSessions as MyStrategy, server::ServerSettings};
+//! # use keycard::strategy::{ServerSessions as MyStrategy, ServerSettings};
 //! # fn my_strategy(store: Arc<FaultyStore<MemoryStore>>, clock: &ManualClock) -> MyStrategy {
 //! #     MyStrategy::new(store, ServerSettings::default()).with_clock(Arc::new(clock.clone()))
 //! # }

@@ -43,7 +43,7 @@
 //! use std::sync::Arc;
 //! use async_trait::async_trait;
 //! use keycard::{Keycard, clock::ManualClock, store::MemoryStore, strategy::ServerSessions};
-//! use keycard::strategy::server::ServerSettings;
+//! use keycard::strategy::ServerSettings;
 //! use keycard::testing::{FaultyStore, strategy::{self, Lifetimes, StrategyHarness}};
 //!
 //! struct Harness {
