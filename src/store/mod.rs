@@ -22,6 +22,8 @@ use serde_json::{Map, Value};
 
 use crate::token::TokenHash;
 
+#[cfg(any(feature = "jwt", feature = "test-suite"))]
+pub(crate) mod decorate;
 mod error;
 mod memory;
 #[cfg(feature = "redis")]

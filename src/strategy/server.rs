@@ -22,7 +22,7 @@ use crate::{
     principal::{Principal, PrincipalSpec, SessionRef},
     store::{
         CreateOutcome, RevocationStore, SessionLimit, SessionRecord, SessionStore, StoreResult,
-        timeout::Timed,
+        timeout,
     },
     token::{OpaqueToken, TokenHash},
 };
@@ -71,13 +71,17 @@ pub struct ServerSessions {
     clock: Arc<dyn Clock>,
     events: Events,
     cache: Option<Arc<SessionCache>>,
+    /// The timeout to put on each store call; `None` when the store bounds its own calls within
+    /// `store_timeout`.
+    timeout: Option<Duration>,
 }
 
 impl ServerSessions {
     /// Server sessions over `store` with the system clock and no event hook.
     pub fn new(store: Arc<dyn SessionStore>, settings: ServerSettings) -> Self {
         Self {
-            store: Timed::bound(store, settings.store_timeout),
+            timeout: timeout::needed(&*store, settings.store_timeout),
+            store,
             settings,
             clock: Arc::new(SystemClock),
             events: Events::default(),
@@ -148,9 +152,14 @@ impl ServerSessions {
         &self.settings
     }
 
-    /// Awaits a store call (already bounded by `store_timeout`: see [`Timed::bound`]).
-    async fn guarded<T>(&self, fut: impl Future<Output = StoreResult<T>>) -> Result<T> {
-        fut.await.map_err(Into::into)
+    /// Awaits a store call, bounded by `store_timeout` (by the store itself when it promises a
+    /// deadline within it: one timer per call, no wrapper allocation).
+    async fn guarded<T>(&self, call: impl Future<Output = StoreResult<T>>) -> Result<T> {
+        match self.timeout {
+            Some(t) => timeout::within(t, call).await,
+            None => call.await,
+        }
+        .map_err(Into::into)
     }
 
     fn principal(record: SessionRecord, handle: String) -> Principal {

@@ -16,6 +16,27 @@ use tokio::{
     sync::watch,
 };
 
+/// The `host:port` part of a server URL (after any `user@`).
+fn authority(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    authority.rsplit_once('@').map_or(authority, |(_, h)| h)
+}
+
+/// The address of the server `url` names.
+pub fn upstream_of(url: &str) -> SocketAddr {
+    std::net::ToSocketAddrs::to_socket_addrs(authority(url))
+        .expect("a resolvable server address")
+        .next()
+        .expect("an address")
+}
+
+/// `url` with its server replaced by `addr` (a proxy in front of it).
+pub fn through(url: &str, addr: SocketAddr) -> String {
+    url.replacen(authority(url), &addr.to_string(), 1)
+}
+
 /// The proxy; dropping it stops accepting and closes every connection.
 pub struct FaultProxy {
     pub addr: SocketAddr,

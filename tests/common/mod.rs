@@ -52,6 +52,25 @@ pub fn to_millis(t: SystemTime) -> i64 {
     i64::try_from(ms).expect("in range")
 }
 
+/// The PostgreSQL server the tests use: `DATABASE_URL` when it names one, else
+/// `postgres://postgres@127.0.0.1:5432/test`.
+pub fn pg_url() -> String {
+    std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|u| u.starts_with("postgres"))
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// The MySQL/MariaDB server the tests use: `MYSQL_URL`, else `mysql://root@127.0.0.1:3306/test`.
+pub fn mysql_url() -> String {
+    std::env::var("MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
+}
+
+/// The Redis node the tests use: `REDIS_URL`, else `redis://127.0.0.1:6379`.
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
 /// A subject no other test uses, so that tests sharing one database stay isolated.
 pub fn subject() -> String {
     format!("user-{}", random_id().unwrap())

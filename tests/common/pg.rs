@@ -4,10 +4,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 pub fn admin_url() -> String {
-    std::env::var("DATABASE_URL")
-        .ok()
-        .filter(|u| u.starts_with("postgres"))
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into())
+    super::pg_url()
 }
 
 /// `scheme://user@host:port` and the query string of a URL.
@@ -42,11 +39,7 @@ fn split(url: &str) -> (String, String, String) {
 
 /// The PostgreSQL server's address.
 pub fn upstream() -> SocketAddr {
-    let (_, hostport, _) = split(&admin_url());
-    std::net::ToSocketAddrs::to_socket_addrs(&hostport)
-        .expect("resolve the PostgreSQL host")
-        .next()
-        .expect("an address")
+    super::fault_proxy::upstream_of(&admin_url())
 }
 
 /// A database created for one test, dropped (with `psql`) when this is dropped.

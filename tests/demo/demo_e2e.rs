@@ -178,24 +178,15 @@ async fn shared_server(lock: &'static tokio::sync::Mutex<()>, keycard: Keycard) 
 static POSTGRES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 #[cfg(feature = "postgres")]
-fn postgres_url() -> String {
-    std::env::var("DATABASE_URL")
-        .ok()
-        .filter(|u| u.starts_with("postgres"))
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-#[cfg(feature = "postgres")]
 async fn make_postgres(clock: ManualClock) -> Backend {
-    let config = demo::database_config(StrategyKind::Database, &postgres_url());
+    let config = demo::database_config(StrategyKind::Database, &crate::common::pg_url());
     shared_server(&POSTGRES, demo::keycard(&config, &clock).await).await
 }
 
 #[cfg(feature = "mysql")]
 async fn make_mysql(clock: ManualClock) -> Backend {
     static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-    let url =
-        std::env::var("MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
+    let url = crate::common::mysql_url();
     let keycard = demo::keycard(&demo::database_config(StrategyKind::Database, &url), &clock).await;
     shared_server(&LOCK, keycard).await
 }
@@ -205,7 +196,7 @@ async fn make_mysql(clock: ManualClock) -> Backend {
 fn redis_config(strategy: StrategyKind) -> keycard::KeycardConfig {
     let mut config = keycard::KeycardConfig::new(strategy);
     config.redis = Some(keycard::config::RedisConfig {
-        url: Some(std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())),
+        url: Some(crate::common::redis_url()),
         cluster_urls: Vec::new(),
         key_prefix: Some(format!(
             "keycard-demo-e2e-{}",
@@ -235,7 +226,7 @@ async fn make_jwt_redis(clock: ManualClock) -> Backend {
 
 #[cfg(all(feature = "jwt", feature = "postgres"))]
 async fn make_jwt_postgres(clock: ManualClock) -> Backend {
-    let mut config = demo::database_config(StrategyKind::Jwt, &postgres_url());
+    let mut config = demo::database_config(StrategyKind::Jwt, &crate::common::pg_url());
     config.jwt = Some(ephemeral_jwt());
     shared_server(&POSTGRES, demo::keycard(&config, &clock).await).await
 }

@@ -223,7 +223,7 @@ async fn revocation_is_seen_across_instances(a: &Demo, b: &Demo, strategy: &str)
 
 #[tokio::test]
 async fn two_instances_share_one_redis() {
-    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let url = crate::common::redis_url();
     let config = redis_prefix_config();
     let vars = [("KEYCARD_STRATEGY", "redis"), ("REDIS_URL", url.as_str())];
     let a = Demo::start(&vars, Some(&config));

@@ -20,7 +20,7 @@ fn options() -> RedisOptions {
 }
 
 async fn single() -> Arc<dyn SessionStore> {
-    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let url = crate::common::redis_url();
     Arc::new(
         RedisStore::connect_with(&url, options())
             .await

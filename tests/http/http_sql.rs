@@ -12,16 +12,10 @@ use keycard::store::{
 
 use crate::common::http_suite::http_suite;
 
-#[cfg(feature = "postgres")]
-fn pg_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
 #[cfg(feature = "mysql")]
-fn mysql_url() -> String {
-    std::env::var("MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
-}
+use crate::common::mysql_url;
+#[cfg(feature = "postgres")]
+use crate::common::pg_url;
 
 async fn connect(url: &str) -> Arc<dyn SessionStore> {
     Arc::new(

@@ -20,9 +20,12 @@
     feature = "jwt"
 ))]
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
-use crate::common::{fault_proxy::FaultProxy, redis_support};
+use crate::common::{
+    fault_proxy::{FaultProxy, through, upstream_of as upstream},
+    mysql_url, pg_url, redis_support, redis_url,
+};
 use async_trait::async_trait;
 use keycard::{
     Keycard,
@@ -208,19 +211,6 @@ async fn sql(url: &str) -> SqlStore {
     SqlStore::connect(url, options).await.expect("SQL store")
 }
 
-fn pg_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-fn mysql_url() -> String {
-    std::env::var("MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
-}
-
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
 fn redis_options() -> RedisOptions {
     let mut options = RedisOptions::default();
     options.key_prefix = redis_support::unique_prefix();
@@ -234,26 +224,6 @@ async fn cluster_store(urls: &[String]) -> RedisStore {
     RedisStore::connect_cluster_with(urls, redis_options())
         .await
         .expect("redis cluster")
-}
-
-/// The `host:port` part of a URL (after any `user@`).
-fn authority(url: &str) -> &str {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let authority = &rest[..end];
-    authority.rsplit_once('@').map_or(authority, |(_, h)| h)
-}
-
-fn upstream(url: &str) -> SocketAddr {
-    std::net::ToSocketAddrs::to_socket_addrs(authority(url))
-        .expect("a resolvable server address")
-        .next()
-        .expect("an address")
-}
-
-/// `url` with its server replaced by `addr` (the proxy).
-fn through(url: &str, addr: SocketAddr) -> String {
-    url.replacen(authority(url), &addr.to_string(), 1)
 }
 
 // ------------------------------------------------------------------------------------------------

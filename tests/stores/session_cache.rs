@@ -205,7 +205,7 @@ mod redis_backed {
 
     #[tokio::test]
     async fn redis_instances() {
-        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let url = crate::common::redis_url();
         let s = store(&url).await;
         revocation_crosses_instances(s.clone(), s).await;
     }
@@ -257,8 +257,7 @@ mod redis_backed {
 #[tokio::test]
 async fn postgres_instances() {
     use keycard::store::sql::{SqlOptions, SqlStore};
-    let url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let url = crate::common::pg_url();
     let s = Arc::new(
         SqlStore::connect(&url, SqlOptions::default())
             .await

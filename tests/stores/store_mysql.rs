@@ -7,9 +7,7 @@ use crate::common;
 
 use keycard::store::sql::{SqlOptions, SqlStore};
 
-fn url() -> String {
-    std::env::var("MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".to_owned())
-}
+use crate::common::mysql_url as url;
 
 async fn store() -> SqlStore {
     let mut options = SqlOptions::default();

@@ -12,10 +12,7 @@ use keycard::{
     store::sql::{SqlOptions, SqlStore},
 };
 
-fn url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
+use crate::common::pg_url as url;
 
 async fn store() -> SqlStore {
     let mut options = SqlOptions::default();

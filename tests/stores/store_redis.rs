@@ -24,9 +24,7 @@ use redis_support::{
     session, unique_subject,
 };
 
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
+use crate::common::redis_url;
 
 fn target() -> Target {
     Target::new(vec![redis_url()], false)

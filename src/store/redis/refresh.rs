@@ -289,16 +289,20 @@ impl RedisStore {
         Ok(deleted)
     }
 
-    async fn delete_all_families(&self, subject: &str) -> StoreResult<u64> {
-        let mut conn = self.writer();
+    /// The IDs of `subject`'s families, from its family index.
+    async fn families_of(&self, conn: &mut Conn, subject: &str) -> StoreResult<Vec<String>> {
         let (rf, _) = self.inner.keys.family_index(subject);
-        let families: Vec<String> = redis::cmd("ZRANGE")
+        redis::cmd("ZRANGE")
             .arg(&rf)
             .arg(0)
             .arg(-1)
-            .query_async(&mut conn)
+            .query_async(conn)
             .await
-            .map_err(store_err)?;
+            .map_err(store_err)
+    }
+
+    async fn delete_all_families(&self, subject: &str) -> StoreResult<u64> {
+        let families = self.families_of(&mut self.writer(), subject).await?;
         let deleted = try_join_all(
             families
                 .iter()
@@ -314,14 +318,7 @@ impl RedisStore {
         now: SystemTime,
     ) -> StoreResult<Vec<RefreshRecord>> {
         let mut conn = self.reader();
-        let (rf, _) = self.inner.keys.family_index(subject);
-        let families: Vec<String> = redis::cmd("ZRANGE")
-            .arg(&rf)
-            .arg(0)
-            .arg(-1)
-            .query_async(&mut conn)
-            .await
-            .map_err(store_err)?;
+        let families = self.families_of(&mut conn, subject).await?;
         let heads = try_join_all(families.iter().map(|f| {
             let mut c = conn.clone();
             async move { self.head(&mut c, f).await }

@@ -28,34 +28,19 @@ impl RedisStore {
         let mut conn = self.writer();
         let keys = &self.inner.keys;
         let message = RevocationMessage::of(revocation).to_json();
-        let key = match revocation {
-            Revocation::Jti { jti, until } => {
-                let key = keys.denylist();
-                let _: i64 = REVOKE_JTI
-                    .key(&key)
-                    .arg(jti)
-                    .arg(to_millis(*until))
-                    .arg(keys.channel())
-                    .arg(message)
-                    .invoke_async(&mut conn)
-                    .await
-                    .map_err(store_err)?;
-                key
-            }
-            Revocation::Epoch { subject, epoch } => {
-                let key = keys.epochs();
-                let _: i64 = REVOKE_EPOCH
-                    .key(&key)
-                    .arg(subject)
-                    .arg(to_millis(*epoch))
-                    .arg(keys.channel())
-                    .arg(message)
-                    .invoke_async(&mut conn)
-                    .await
-                    .map_err(store_err)?;
-                key
-            }
+        let (script, key, member, at) = match revocation {
+            Revocation::Jti { jti, until } => (&REVOKE_JTI, keys.denylist(), jti, until),
+            Revocation::Epoch { subject, epoch } => (&REVOKE_EPOCH, keys.epochs(), subject, epoch),
         };
+        let _: i64 = script
+            .key(&key)
+            .arg(member)
+            .arg(to_millis(*at))
+            .arg(keys.channel())
+            .arg(message)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(store_err)?;
         self.durability().wait(&mut conn, &key).await
     }
 
