@@ -25,9 +25,11 @@ use http::{HeaderMap, Method, header};
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CsrfConfig {
-    /// Whether the check runs. Default `true`. Turning it off exposes cookie-authenticated
-    /// routes to cross-site request forgery.
-    pub enabled: bool,
+    /// Whether the check runs. Default: it does; in code only
+    /// [`dangerous::no_csrf_check`](crate::dangerous::no_csrf_check) turns it off (in config,
+    /// `enabled = false`), which exposes cookie-authenticated routes to cross-site request
+    /// forgery.
+    pub enabled: CsrfCheck,
     /// Origins (e.g. `https://app.example.com`) allowed to send unsafe requests in addition to
     /// the request's own origin. Default empty.
     pub trusted_origins: Vec<String>,
@@ -35,6 +37,26 @@ pub struct CsrfConfig {
     /// [module docs](self)). Default: none (off). Keep it out of logs; `Debug` redacts it.
     #[serde(default)]
     pub double_submit_secret: Option<Secret>,
+}
+
+/// Whether the CSRF check runs: yes by default;
+/// [`dangerous::no_csrf_check`](crate::dangerous::no_csrf_check) is the only way to say no in
+/// code. In config it is the boolean `csrf.enabled`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(transparent)]
+pub struct CsrfCheck(pub(crate) bool);
+
+impl CsrfCheck {
+    /// Whether the check runs.
+    pub fn is_on(self) -> bool {
+        self.0
+    }
+}
+
+impl Default for CsrfCheck {
+    fn default() -> Self {
+        Self(true)
+    }
 }
 
 /// A secret string whose `Debug` is redacted.
@@ -73,7 +95,7 @@ pub(crate) fn token_matches(secret: &Secret, cookie_value: &str, presented: &[u8
 impl Default for CsrfConfig {
     fn default() -> Self {
         Self {
-            enabled: true,
+            enabled: CsrfCheck::default(),
             trusted_origins: Vec::new(),
             double_submit_secret: None,
         }
@@ -110,7 +132,7 @@ impl CsrfConfig {
         let Some(secret) = &self.double_submit_secret else {
             return Ok(());
         };
-        if !self.enabled || is_safe(method) {
+        if !self.enabled.is_on() || is_safe(method) {
             return Ok(());
         }
         match headers.get(TOKEN_HEADER) {
@@ -124,7 +146,7 @@ impl CsrfConfig {
 
     /// Checks a request; `Err` when it must be refused.
     pub(crate) fn check(&self, method: &Method, headers: &HeaderMap) -> Result<(), Refusal> {
-        if !self.enabled || is_safe(method) {
+        if !self.enabled.is_on() || is_safe(method) {
             return Ok(());
         }
         let origin = headers

@@ -8,6 +8,7 @@ pub mod config;
 mod context;
 mod credential;
 pub mod csrf;
+pub mod dangerous;
 mod error;
 pub mod events;
 mod extract;

@@ -36,10 +36,9 @@ pub struct TransportSettings {
     pub refresh_cookie_name: Option<String>,
     /// Path the refresh cookie is scoped to. Default `/refresh`.
     pub refresh_cookie_path: String,
-    /// Whether cookies carry `Secure`. Default `true`. Turning it off weakens security and is
-    /// only for plain-HTTP development on hosts other than `localhost`; it also requires a
-    /// cookie name without the `__Host-`/`__Secure-` prefix.
-    pub secure: bool,
+    /// Whether cookies carry `Secure`. Default: they do; only
+    /// [`dangerous::insecure_cookies`](crate::dangerous::insecure_cookies) turns it off.
+    pub secure: CookieSecurity,
     /// Largest `Authorization` header accepted, in bytes. Default 8192.
     pub max_authorization_bytes: usize,
     /// Largest session cookie value accepted, in bytes. Default 4096.
@@ -56,11 +55,29 @@ impl Default for TransportSettings {
             read_bearer: false,
             refresh_cookie_name: None,
             refresh_cookie_path: "/refresh".into(),
-            secure: true,
+            secure: CookieSecurity::default(),
             max_authorization_bytes: 8192,
             max_cookie_bytes: 4096,
             max_cookies: 150,
         }
+    }
+}
+
+/// Whether cookies carry the `Secure` attribute: yes by default;
+/// [`dangerous::insecure_cookies`](crate::dangerous::insecure_cookies) is the only way to say no.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CookieSecurity(pub(crate) bool);
+
+impl CookieSecurity {
+    /// Whether cookies carry `Secure`.
+    pub fn is_on(self) -> bool {
+        self.0
+    }
+}
+
+impl Default for CookieSecurity {
+    fn default() -> Self {
+        Self(true)
     }
 }
 
@@ -307,7 +324,7 @@ pub(crate) fn set_cookie(
 ) -> Option<HeaderValue> {
     let mut c = Cookie::build((name, value))
         .http_only(true)
-        .secure(settings.secure)
+        .secure(settings.secure.is_on())
         .same_site(SameSite::Lax)
         .path(path);
     if let Some(age) = max_age {
@@ -325,7 +342,7 @@ pub(crate) fn removal_cookie(
 ) -> Option<HeaderValue> {
     let c = Cookie::build((name, ""))
         .http_only(true)
-        .secure(settings.secure)
+        .secure(settings.secure.is_on())
         .same_site(SameSite::Lax)
         .path(path)
         .max_age(cookie::time::Duration::ZERO)

@@ -104,7 +104,7 @@ fn transport_settings(config: &KeycardConfig) -> Result<TransportSettings> {
         read_bearer: tokens,
         refresh_cookie_name: (tokens && c.refresh_cookie).then(|| c.refresh_name.clone()),
         refresh_cookie_path: c.refresh_path.clone(),
-        secure: c.secure,
+        secure: crate::transport::CookieSecurity(c.secure),
         max_authorization_bytes: config.limits.max_authorization_bytes,
         max_cookie_bytes: config.limits.max_cookie_bytes,
         max_cookies: config.limits.max_cookies,

@@ -225,7 +225,8 @@ fn validate_transport(t: &TransportSettings) -> Result<()> {
     if !valid_name(&t.cookie_name) {
         return Err(Error::config("cookie.name", "not a valid cookie name"));
     }
-    if (t.cookie_name.starts_with("__Host-") || t.cookie_name.starts_with("__Secure-")) && !t.secure
+    if (t.cookie_name.starts_with("__Host-") || t.cookie_name.starts_with("__Secure-"))
+        && !t.secure.is_on()
     {
         return Err(Error::config(
             "cookie.secure",
