@@ -174,7 +174,7 @@ impl fmt::Debug for TokenHash {
 }
 
 /// A random public identifier (128 bits, base64url): refresh-token families, JWT `jti`.
-pub fn random_id() -> Result<String, Error> {
+pub(crate) fn random_id() -> Result<String, Error> {
     let mut raw = [0u8; 16];
     getrandom::fill(&mut raw).map_err(|e| {
         Error::with_message(ErrorKind::Internal, "the OS random source failed")

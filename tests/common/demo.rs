@@ -58,7 +58,7 @@ impl TempDb {
         std::fs::create_dir_all(&dir).expect("temp dir");
         Self(dir.join(format!(
             "{}.db",
-            keycard::token::random_id().expect("random id")
+            crate::common::random_id().expect("random id")
         )))
     }
 

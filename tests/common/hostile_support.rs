@@ -290,7 +290,7 @@ impl Forge {
         json!({
             "iss": ISSUER, "aud": AUDIENCE, "sub": "alice",
             "exp": now + 300, "iat": now,
-            "jti": keycard::token::random_id().expect("random id"),
+            "jti": crate::common::random_id().expect("random id"),
             "sid": "forged-family", "roles": ["user"],
         })
     }

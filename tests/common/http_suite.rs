@@ -18,7 +18,6 @@ use keycard::{
     clock::{Clock, ManualClock},
     store::{LimitPolicy, SessionLimit, SessionStore},
     strategy::{ServerSessions, ServerSettings},
-    token::random_id,
 };
 use serde_json::json;
 
@@ -56,7 +55,7 @@ pub fn fixture(store: Arc<dyn SessionStore>, settings: ServerSettings) -> Fixtur
         app: router(&keycard),
         clock,
         store,
-        user: format!("user-{}", random_id().unwrap()),
+        user: format!("user-{}", crate::common::random_id().unwrap()),
     }
 }
 

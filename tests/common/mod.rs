@@ -30,7 +30,7 @@ use std::time::{Duration, SystemTime};
 
 use keycard::{
     store::{RefreshRecord, SessionRecord},
-    token::{OpaqueToken, TokenHash, random_id},
+    token::{OpaqueToken, TokenHash},
 };
 use serde_json::{Map, Value, json};
 
@@ -69,6 +69,11 @@ pub fn mysql_url() -> String {
 /// The Redis node the tests use: `REDIS_URL`, else `redis://127.0.0.1:6379`.
 pub fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A random identifier (about 130 bits, base64url), for names no other test uses.
+pub fn random_id() -> keycard::Result<String> {
+    OpaqueToken::generate().map(|t| t.expose_secret()[..22].to_owned())
 }
 
 /// A subject no other test uses, so that tests sharing one database stay isolated.

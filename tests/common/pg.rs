@@ -56,7 +56,7 @@ impl TempPg {
         let _one = CREATING.lock().await;
         let name = format!(
             "keycard_{tag}_{}",
-            keycard::token::random_id()
+            crate::common::random_id()
                 .expect("random id")
                 .to_ascii_lowercase()
                 .chars()

@@ -200,7 +200,7 @@ fn redis_config(strategy: StrategyKind) -> keycard::KeycardConfig {
         cluster_urls: Vec::new(),
         key_prefix: Some(format!(
             "keycard-demo-e2e-{}",
-            keycard::token::random_id().expect("random id")
+            crate::common::random_id().expect("random id")
         )),
     });
     config

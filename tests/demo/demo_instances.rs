@@ -94,7 +94,7 @@ impl Demo {
 fn redis_prefix_config() -> String {
     format!(
         "strategy = \"redis\"\n[redis]\nkey_prefix = \"kc-demo-instances-{}\"\n",
-        keycard::token::random_id().expect("random id")
+        crate::common::random_id().expect("random id")
     )
 }
 

@@ -32,7 +32,7 @@ fn sqlite_url() -> String {
     format!(
         "sqlite://{}/{}.db",
         dir.display(),
-        keycard::token::random_id().unwrap()
+        crate::common::random_id().unwrap()
     )
 }
 
@@ -200,7 +200,7 @@ mod interrupted_refresh {
             .build()
             .unwrap();
         strategy.ready().await.unwrap();
-        let subject = format!("interrupted-{}", keycard::token::random_id().unwrap());
+        let subject = format!("interrupted-{}", crate::common::random_id().unwrap());
         let issued = strategy
             .login(Principal::builder(&subject).build(), &ClientMeta::default())
             .await

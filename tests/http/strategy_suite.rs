@@ -159,7 +159,7 @@ impl Server {
     async fn sqlite() -> Self {
         let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("keycard-suite");
         std::fs::create_dir_all(&dir).expect("scratch directory");
-        let id = keycard::token::random_id().expect("random id");
+        let id = crate::common::random_id().expect("random id");
         let url = format!("sqlite://{}/{id}.db", dir.display());
         Self::over_faulty(Arc::new(sql(&url).await))
     }

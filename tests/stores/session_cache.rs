@@ -15,7 +15,6 @@ use keycard::{
         CacheSettings, ClientMeta, Credential, CredentialSource, Reissue, ServerSessions,
         ServerSettings,
     },
-    token::random_id,
 };
 
 fn settings() -> ServerSettings {
@@ -88,7 +87,7 @@ async fn revocation_crosses_instances(
     let a = instance(store.clone(), revocations.clone(), &clock).await;
     let b = instance(store, revocations, &clock).await;
     let limit = Duration::from_millis(100);
-    let subject = format!("cache-{}", random_id().unwrap());
+    let subject = format!("cache-{}", crate::common::random_id().unwrap());
 
     // Logout through A.
     let token = login(&a, &subject).await;

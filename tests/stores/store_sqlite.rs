@@ -22,7 +22,7 @@ fn scratch_dir() -> PathBuf {
 }
 
 fn db_path() -> PathBuf {
-    scratch_dir().join(format!("{}.db", keycard::token::random_id().unwrap()))
+    scratch_dir().join(format!("{}.db", crate::common::random_id().unwrap()))
 }
 
 /// The URL of a new database file.

@@ -7,11 +7,11 @@ pub mod server;
 
 use std::time::{Duration, SystemTime};
 
-use super::truncate_millis;
+use super::{random_id, truncate_millis};
 
 use keycard::{
     store::{RefreshRecord, SessionRecord},
-    token::{OpaqueToken, TokenHash, random_id},
+    token::{OpaqueToken, TokenHash},
 };
 
 /// A key prefix no other test (or engineer) uses, so tests never see each other's keys.
