@@ -10,6 +10,67 @@
 //! - A record whose `expires_at` has passed is never returned, whether or not it has been swept.
 //! - Multi-step operations (creation under a session limit, rotation, refresh rotation) are
 //!   atomic: concurrent callers cannot observe or produce a state between the steps.
+//!
+//! # Example: wrapping a store
+//! A store written outside keycard implements the traits like keycard's own backends, and
+//! `keycard::testing::store` (feature `test-suite`) runs the same conformance suite against it.
+//! This one counts session lookups in front of any session store:
+//! ```
+//! use std::{
+//!     sync::{Arc, atomic::{AtomicU64, Ordering}},
+//!     time::SystemTime,
+//! };
+//!
+//! use async_trait::async_trait;
+//! use keycard::{
+//!     Keycard,
+//!     store::{CreateOutcome, MemoryStore, SessionLimit, SessionRecord, SessionStore, StoreResult},
+//!     strategy::{ServerSessions, ServerSettings},
+//!     token::TokenHash,
+//! };
+//!
+//! #[derive(Debug)]
+//! struct Counted {
+//!     inner: Arc<dyn SessionStore>,
+//!     lookups: AtomicU64,
+//! }
+//!
+//! #[async_trait]
+//! impl SessionStore for Counted {
+//!     async fn create(&self, r: &SessionRecord, limit: Option<SessionLimit>) -> StoreResult<CreateOutcome> {
+//!         self.inner.create(r, limit).await
+//!     }
+//!     async fn load(&self, id: &TokenHash, now: SystemTime) -> StoreResult<Option<SessionRecord>> {
+//!         self.lookups.fetch_add(1, Ordering::Relaxed);
+//!         self.inner.load(id, now).await
+//!     }
+//!     async fn touch(&self, id: &TokenHash, seen: SystemTime, expires: SystemTime) -> StoreResult<bool> {
+//!         self.inner.touch(id, seen, expires).await
+//!     }
+//!     async fn rotate(&self, old: &TokenHash, new: &SessionRecord) -> StoreResult<bool> {
+//!         self.inner.rotate(old, new).await
+//!     }
+//!     async fn delete(&self, subject: &str, id: &TokenHash) -> StoreResult<bool> {
+//!         self.inner.delete(subject, id).await
+//!     }
+//!     async fn delete_all(&self, subject: &str) -> StoreResult<u64> {
+//!         self.inner.delete_all(subject).await
+//!     }
+//!     async fn list(&self, subject: &str, now: SystemTime) -> StoreResult<Vec<SessionRecord>> {
+//!         self.inner.list(subject, now).await
+//!     }
+//!     async fn sweep(&self, now: SystemTime) -> StoreResult<u64> {
+//!         self.inner.sweep(now).await
+//!     }
+//! }
+//!
+//! let store = Counted { inner: Arc::new(MemoryStore::new()), lookups: AtomicU64::new(0) };
+//! let keycard = Keycard::builder()
+//!     .strategy(ServerSessions::new(Arc::new(store), ServerSettings::default()))
+//!     .build()?;
+//! # let _ = keycard;
+//! # Ok::<(), keycard::Error>(())
+//! ```
 
 use std::{
     fmt,

@@ -9,6 +9,86 @@
 //! [`SessionStrategy::authenticate`] returns an [`AuthFuture`], which is either already complete
 //! (a verified-token or session cache hit, a local signature check: no allocation, no box) or a
 //! boxed future (a store round trip, where a box costs nothing measurable).
+//!
+//! # Example: wrapping a strategy
+//! A strategy written outside keycard implements the trait like any of keycard's own, and
+//! `keycard::testing::strategy` (feature `test-suite`) runs the same suite against it. This one
+//! puts a list of banned subjects in front of any strategy:
+//! ```
+//! use std::sync::Arc;
+//!
+//! use async_trait::async_trait;
+//! use keycard::{
+//!     Error, ErrorKind, Keycard, Principal, PrincipalSpec, Result,
+//!     store::MemoryStore,
+//!     strategy::{
+//!         AuthFuture, ClientMeta, Credential, CredentialSource, Issued, RefreshTokens, Reissue,
+//!         ServerSessions, ServerSettings, SessionInfo, SessionStrategy,
+//!     },
+//! };
+//!
+//! #[derive(Debug)]
+//! struct Banning {
+//!     inner: Arc<dyn SessionStrategy>,
+//!     banned: Vec<String>,
+//! }
+//!
+//! impl Banning {
+//!     fn check(&self, subject: &str) -> Result<()> {
+//!         match self.banned.iter().any(|b| b == subject) {
+//!             true => Err(Error::new(ErrorKind::Forbidden)),
+//!             false => Ok(()),
+//!         }
+//!     }
+//! }
+//!
+//! #[async_trait]
+//! impl SessionStrategy for Banning {
+//!     fn credential_source(&self) -> CredentialSource {
+//!         self.inner.credential_source()
+//!     }
+//!     fn authenticate<'a>(&'a self, credential: Credential<'a>) -> AuthFuture<'a> {
+//!         // One box per request: fine next to a store round trip.
+//!         AuthFuture::boxed(async move {
+//!             let principal = self.inner.authenticate(credential).await?;
+//!             self.check(principal.subject())?;
+//!             Ok(principal)
+//!         })
+//!     }
+//!     async fn login(&self, spec: PrincipalSpec, meta: &ClientMeta) -> Result<Issued> {
+//!         self.check(&spec.subject)?;
+//!         self.inner.login(spec, meta).await
+//!     }
+//!     async fn reissue(&self, current: &Principal, change: Reissue<'_>) -> Result<Issued> {
+//!         self.inner.reissue(current, change).await
+//!     }
+//!     async fn logout(&self, current: &Principal) -> Result<()> {
+//!         self.inner.logout(current).await
+//!     }
+//!     async fn logout_all(&self, subject: &str) -> Result<u64> {
+//!         self.inner.logout_all(subject).await
+//!     }
+//!     async fn list(&self, subject: &str) -> Result<Vec<SessionInfo>> {
+//!         self.inner.list(subject).await
+//!     }
+//!     async fn revoke(&self, subject: &str, session_id: &str) -> Result<bool> {
+//!         self.inner.revoke(subject, session_id).await
+//!     }
+//!     async fn verify_live(&self, current: &Principal) -> Result<()> {
+//!         self.inner.verify_live(current).await
+//!     }
+//!     fn refresh_tokens(&self) -> Option<&dyn RefreshTokens> {
+//!         self.inner.refresh_tokens()
+//!     }
+//! }
+//!
+//! let sessions = ServerSessions::new(Arc::new(MemoryStore::new()), ServerSettings::default());
+//! let keycard = Keycard::builder()
+//!     .strategy(Banning { inner: Arc::new(sessions), banned: vec!["mallory".into()] })
+//!     .build()?;
+//! # let _ = keycard;
+//! # Ok::<(), keycard::Error>(())
+//! ```
 
 use std::{
     fmt,
