@@ -174,6 +174,7 @@ impl fmt::Debug for TokenHash {
 }
 
 /// A random public identifier (128 bits, base64url): refresh-token families, JWT `jti`.
+#[cfg(any(feature = "jwt", feature = "test-suite"))]
 pub(crate) fn random_id() -> Result<String, Error> {
     let mut raw = [0u8; 16];
     getrandom::fill(&mut raw).map_err(|e| {

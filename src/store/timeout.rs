@@ -57,7 +57,7 @@ pub(crate) fn needed(store: &dyn SessionStore, timeout: Duration) -> Option<Dura
 #[cfg(feature = "jwt")]
 super::decorate::decorate_stores!(Timed, run, deadline);
 
-#[cfg(test)]
+#[cfg(all(test, feature = "jwt"))]
 mod tests {
     use std::time::SystemTime;
 
@@ -105,7 +105,6 @@ mod tests {
         }
     }
 
-    #[cfg(feature = "jwt")]
     #[tokio::test(start_paused = true)]
     async fn a_hung_store_times_out() {
         let store = Timed::new(Arc::new(Hung), Duration::from_millis(50));
@@ -123,7 +122,6 @@ mod tests {
         assert_eq!(err.kind(), StoreErrorKind::Timeout);
     }
 
-    #[cfg(feature = "jwt")]
     #[tokio::test]
     async fn no_second_timer_for_a_store_bounded_within_the_timeout() {
         assert_eq!(

@@ -76,8 +76,10 @@
 //! The harness trait is implemented with [`async_trait`](https://docs.rs/async-trait), like
 //! [`SessionStrategy`](crate::SessionStrategy) itself.
 
+mod app;
 mod faulty;
 pub mod store;
 pub mod strategy;
 
+pub use app::router;
 pub use faulty::FaultyStore;

@@ -290,7 +290,7 @@ pub async fn roles_guard(f: Fixture) {
 pub async fn rotation_after_privilege_change(f: Fixture) {
     let old = login(&f.app, &f.user, &["user"], None).await;
     let resp = send(&f.app, post_req("/promote", Some(&old), json!({}))).await;
-    // The test app answers a rotation with the issued credential (`test_app::issued_json`).
+    // The test app answers a rotation with the issued credential (`keycard::testing::router`).
     assert_eq!(resp.status, 200);
     let new = resp.cookie_pair().expect("rotation sets a new cookie");
     assert_ne!(new, old);

@@ -14,6 +14,7 @@ pub mod fault_proxy;
 #[cfg(all(feature = "jwt", feature = "sqlite"))]
 pub mod hostile_support;
 pub mod http_client;
+#[cfg(feature = "test-suite")]
 pub mod http_suite;
 /// Kept at `tests/jwt_support` because `benches/jwt.rs` includes it from there too.
 #[cfg(feature = "jwt")]
@@ -24,6 +25,7 @@ pub mod log_capture;
 pub mod pg;
 #[cfg(feature = "redis")]
 pub mod redis_support;
+#[cfg(feature = "test-suite")]
 pub mod test_app;
 
 use std::time::{Duration, SystemTime};

@@ -7,5 +7,7 @@ mod common;
 mod hostile;
 mod hostile_races;
 mod jwt_forgery;
+#[cfg(feature = "test-suite")]
 mod no_secrets_in_logs;
+#[cfg(feature = "jwt")]
 mod proptest_parsers;

@@ -248,7 +248,7 @@ impl RevocationStore for Switchable {
 // ------------------------------------------------------------------ the app
 
 // `common::test_app::router`: its `/login` takes the subject and roles from the JSON body, and
-// every route that issues a credential answers with it (`test_app::issued_json`).
+// every route that issues a credential answers with it (`keycard::testing::router`).
 
 /// A client of the app that records every secret it is handed.
 struct Client {

@@ -95,20 +95,27 @@ async fn step_up_is_demanded_on_high_risk_routes_until_done() {
     let app = app(ClientPolicy::new(IpChangeAction::StepUp));
     let cookie = call(&app, "POST", "/login", HOME, None).await.1.unwrap();
     assert_eq!(
-        call(&app, "POST", "/risky", HOME, Some(&cookie)).await.0,
+        call(&app, "POST", "/high-risk", HOME, Some(&cookie))
+            .await
+            .0,
         200
     );
     assert_eq!(call(&app, "GET", "/me", AWAY, Some(&cookie)).await.0, 200);
     assert_eq!(
-        call(&app, "POST", "/risky", AWAY, Some(&cookie)).await.0,
+        call(&app, "POST", "/high-risk", AWAY, Some(&cookie))
+            .await
+            .0,
         401
     );
     // Step-up from the new address records it; high-risk routes work again from there.
     let (status, new) = call(&app, "POST", "/step-up", AWAY, Some(&cookie)).await;
-    // The test app answers a step-up with the issued credential (`test_app::issued_json`).
+    // The test app answers a step-up with the issued credential (`keycard::testing::router`).
     assert_eq!(status, 200);
     let new = new.expect("step-up rotates the session");
-    assert_eq!(call(&app, "POST", "/risky", AWAY, Some(&new)).await.0, 200);
+    assert_eq!(
+        call(&app, "POST", "/high-risk", AWAY, Some(&new)).await.0,
+        200
+    );
     assert!(changes(&app).await >= 2);
 }
 

@@ -1,6 +1,8 @@
 //! The HTTP layer: the server-session suite through the real layer and router on every store,
 //! fail-closed behaviour with stores that are down or hung, the client-address policy and the
-//! ready-made refresh handler.
+//! ready-made refresh handler, and the public strategy suite against every strategy. They drive
+//! keycard's test application, `keycard::testing::router` (feature `test-suite`).
+#![cfg(feature = "test-suite")]
 
 #[path = "../common/mod.rs"]
 mod common;

@@ -1,13 +1,11 @@
-//! The suite's application and its client: the router every check drives through the real
-//! layer, and the requests, credentials and replies of one check.
+//! The suite's client: one check's application (the [test app](crate::testing::router) on a
+//! fresh keycard), and the requests, credentials and replies of the check.
 
 use std::{fmt, future::poll_fn, time::Duration};
 
 use axum::{
-    Json, Router,
+    Router,
     body::{Body, Bytes},
-    extract::Path,
-    routing::{delete, get, post},
 };
 use http::{HeaderMap, Request, StatusCode, header};
 use serde_json::{Value, json};
@@ -15,18 +13,9 @@ use tower_service::Service;
 
 use super::{Lifetimes, StrategyHarness};
 use crate::{
-    Auth, HighRisk, Keycard, Principal, Rejection, RequireRole, Role,
     clock::{Clock, ManualClock, to_millis},
-    credential::Issued,
     token::random_id,
 };
-
-/// The role the suite's guarded route requires.
-pub(super) struct Admin;
-
-impl Role for Admin {
-    const NAME: &'static str = "admin";
-}
 
 /// The credentials a login, rotation, step-up or refresh handed out, as a client keeps them.
 /// `Debug` is redacted: the suite never prints a secret.
@@ -106,7 +95,7 @@ impl App {
         lifetimes.validate(refreshes);
         let transport = keycard.transport();
         Self {
-            router: router(&keycard),
+            router: crate::testing::router(&keycard),
             clock,
             lifetimes,
             cookie_name: transport.cookie_name.clone(),
@@ -311,114 +300,4 @@ impl App {
 /// A subject no other check (or concurrent run) uses.
 pub(super) fn subject() -> String {
     format!("suite-{}", random_id().expect("the OS random source"))
-}
-
-/// The suite's routes, behind `keycard`'s layer.
-fn router(keycard: &Keycard) -> Router {
-    Router::new()
-        .route("/login", post(login))
-        .route("/me", get(me))
-        .route("/maybe", get(maybe))
-        .route("/admin", get(admin))
-        .route("/high-risk", get(high_risk))
-        .route("/logout", post(logout))
-        .route("/logout-all", post(logout_all))
-        .route("/sessions", get(sessions))
-        .route("/sessions/{id}", delete(revoke))
-        .route("/rotate", post(rotate))
-        .route("/step-up", post(step_up))
-        .route("/refresh", post(refresh))
-        .layer(keycard.layer())
-}
-
-/// The credentials of `issued`, as a login endpoint of a token API returns them.
-fn issued_json(issued: &Issued) -> Json<Value> {
-    Json(json!({
-        "session": issued.principal.session().id,
-        "session_token": issued.session_token.as_ref().map(|t| t.expose_secret()),
-        "access_token": issued.access_token.as_ref().map(|t| t.token.as_str()),
-        "refresh_token": issued.refresh_token.as_ref().map(|t| t.expose_secret()),
-    }))
-}
-
-fn roles_of(body: &Value) -> Vec<String> {
-    body["roles"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|r| r.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-async fn login(auth: Auth, Json(body): Json<Value>) -> Result<Json<Value>, Rejection> {
-    let subject = body["subject"].as_str().unwrap_or_default().to_owned();
-    let issued = auth
-        .login(Principal::builder(subject).roles(roles_of(&body)))
-        .await?;
-    Ok(issued_json(&issued))
-}
-
-async fn me(user: Principal) -> Json<Value> {
-    Json(json!({
-        "subject": user.subject(),
-        "roles": user.roles(),
-        "session": user.session().id,
-        "authenticated_at": to_millis(user.authenticated_at()),
-    }))
-}
-
-async fn maybe(user: Option<Principal>) -> String {
-    user.map_or_else(|| "anonymous".to_owned(), |u| u.subject().to_owned())
-}
-
-async fn admin(RequireRole(user, ..): RequireRole<Admin>) -> String {
-    user.subject().to_owned()
-}
-
-async fn high_risk(HighRisk(user, ..): HighRisk) -> String {
-    user.subject().to_owned()
-}
-
-async fn logout(auth: Auth) -> Result<StatusCode, Rejection> {
-    auth.logout().await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-async fn logout_all(auth: Auth) -> Result<StatusCode, Rejection> {
-    auth.logout_all().await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-async fn sessions(auth: Auth) -> Result<Json<Value>, Rejection> {
-    let listed = auth.sessions().await?;
-    Ok(Json(serde_json::to_value(listed).unwrap_or(Value::Null)))
-}
-
-async fn revoke(auth: Auth, Path(id): Path<String>) -> Result<StatusCode, Rejection> {
-    auth.revoke(&id).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-async fn rotate(
-    auth: Auth,
-    user: Principal,
-    Json(body): Json<Value>,
-) -> Result<Json<Value>, Rejection> {
-    let spec = Principal::builder(user.subject())
-        .roles(roles_of(&body))
-        .build();
-    let issued = auth.rotate(Some(spec)).await?;
-    Ok(issued_json(&issued))
-}
-
-async fn step_up(auth: Auth) -> Result<Json<Value>, Rejection> {
-    let issued = auth.step_up().await?;
-    Ok(issued_json(&issued))
-}
-
-async fn refresh(auth: Auth, Json(body): Json<Value>) -> Result<Json<Value>, Rejection> {
-    let issued = auth.refresh(body["refresh_token"].as_str()).await?;
-    Ok(issued_json(&issued))
 }
