@@ -54,6 +54,7 @@ fn record(token: &OpaqueToken) -> SessionRecord {
         absolute_expires_at: now + hour,
         user_agent: Some("criterion".into()),
         ip: Some("127.0.0.1".into()),
+        data: None,
     }
 }
 

@@ -45,6 +45,13 @@ pub enum ErrorKind {
     StepUpRequired,
     /// A refresh token is unknown, expired, revoked or was reused (401 `invalid_grant` in JSON).
     InvalidGrant,
+    /// Session data was refused: a key longer than
+    /// [`DataLimits::max_key_bytes`](crate::store::DataLimits::max_key_bytes), or a value that
+    /// cannot be stored as JSON (400, `invalid_data`).
+    InvalidData,
+    /// Session data would exceed its [`DataLimits`](crate::store::DataLimits) (a value or the
+    /// session's total); nothing was saved (413, `payload_too_large`).
+    PayloadTooLarge,
     /// The per-subject session limit is reached and the policy is to refuse new sessions (403).
     SessionLimit,
     /// The session to act on does not exist or belongs to someone else (404).
@@ -69,7 +76,8 @@ impl ErrorKind {
             | Self::Revoked
             | Self::StepUpRequired
             | Self::InvalidGrant => StatusCode::UNAUTHORIZED,
-            Self::MalformedRequest => StatusCode::BAD_REQUEST,
+            Self::MalformedRequest | Self::InvalidData => StatusCode::BAD_REQUEST,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::Forbidden | Self::CsrfRejected | Self::SessionLimit => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
@@ -84,6 +92,8 @@ impl ErrorKind {
             Self::MissingCredential => "unauthenticated",
             Self::InvalidCredential | Self::Expired | Self::Revoked => "invalid_token",
             Self::MalformedRequest => "invalid_request",
+            Self::InvalidData => "invalid_data",
+            Self::PayloadTooLarge => "payload_too_large",
             Self::TooLarge => "request_header_too_large",
             Self::Forbidden => "insufficient_scope",
             Self::CsrfRejected => "csrf_rejected",
@@ -105,6 +115,8 @@ impl ErrorKind {
             Self::Expired => "the credential has expired",
             Self::Revoked => "the credential has been revoked",
             Self::MalformedRequest => "the request carries malformed or ambiguous credentials",
+            Self::InvalidData => "the session data key or value is invalid",
+            Self::PayloadTooLarge => "the session data is over its size limit",
             Self::TooLarge => "a credential header is too large",
             Self::Forbidden => "the principal lacks a required role",
             Self::CsrfRejected => "cross-site request refused",

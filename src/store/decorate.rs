@@ -19,6 +19,7 @@ macro_rules! decorate_stores {
             fn delete_all(&self, subject: &str) -> u64;
             fn list(&self, subject: &str, now: std::time::SystemTime) -> Vec<$crate::store::SessionRecord>;
             fn sweep(&self, now: std::time::SystemTime) -> u64;
+            fn update_data(&self, id: &$crate::token::TokenHash, patch: &$crate::store::DataPatch, limits: &$crate::store::DataLimits, now: std::time::SystemTime) -> bool;
         }
             fn call_timeout(&self) -> Option<std::time::Duration> {
                 self.$deadline()
@@ -32,6 +33,8 @@ macro_rules! decorate_stores {
             fn delete_all(&self, subject: &str) -> u64;
             fn list(&self, subject: &str, now: std::time::SystemTime) -> Vec<$crate::store::RefreshRecord>;
             fn sweep(&self, now: std::time::SystemTime) -> u64;
+            fn family_data(&self, family: &str, now: std::time::SystemTime) -> Option<String>;
+            fn update_family_data(&self, family: &str, patch: &$crate::store::DataPatch, limits: &$crate::store::DataLimits, now: std::time::SystemTime) -> bool;
         });
         $crate::store::decorate::decorate_stores!(@impl $decorator, $wrap, RevocationStore {
             fn revoke(&self, revocation: &$crate::store::Revocation) -> ();

@@ -16,6 +16,9 @@ pub enum StoreErrorKind {
     Conflict,
     /// The stored data could not be decoded.
     Corrupt,
+    /// A session-data change would exceed its [`DataLimits`](super::DataLimits); nothing was
+    /// written (maps to 413).
+    TooLarge,
 }
 
 /// A store failure, keeping the backend's error as its source.
@@ -68,6 +71,7 @@ impl fmt::Display for StoreError {
             StoreErrorKind::Timeout => f.write_str("session store timed out"),
             StoreErrorKind::Conflict => f.write_str("session store record already exists"),
             StoreErrorKind::Corrupt => f.write_str("session store returned undecodable data"),
+            StoreErrorKind::TooLarge => f.write_str("session data over its size limit"),
         }
     }
 }
@@ -89,6 +93,7 @@ impl From<StoreError> for Error {
     fn from(err: StoreError) -> Self {
         let kind = match err.kind() {
             StoreErrorKind::Conflict => ErrorKind::Internal,
+            StoreErrorKind::TooLarge => ErrorKind::PayloadTooLarge,
             _ => ErrorKind::StoreUnavailable,
         };
         Error::new(kind).with_source(err)

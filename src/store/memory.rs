@@ -15,9 +15,9 @@ use parking_lot::Mutex;
 use tokio::sync::broadcast;
 
 use super::{
-    CreateOutcome, LimitPolicy, RefreshRecord, RefreshStore, Revocation, RevocationFeed,
-    RevocationStore, RotateOutcome, RotateRequest, SessionLimit, SessionRecord, SessionStore,
-    StoreError, StoreResult,
+    CreateOutcome, DataLimits, DataPatch, LimitPolicy, RefreshRecord, RefreshStore, Revocation,
+    RevocationFeed, RevocationStore, RotateOutcome, RotateRequest, SessionLimit, SessionRecord,
+    SessionStore, StoreError, StoreResult,
 };
 use crate::token::TokenHash;
 
@@ -48,6 +48,7 @@ struct Family {
     subject: String,
     tokens: Vec<TokenHash>,
     head: Option<TokenHash>,
+    data: Option<String>,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -246,6 +247,21 @@ impl SessionStore for MemoryStore {
         }
         Ok(expired.len() as u64)
     }
+
+    async fn update_data(
+        &self,
+        id: &TokenHash,
+        patch: &DataPatch,
+        limits: &DataLimits,
+        now: SystemTime,
+    ) -> StoreResult<bool> {
+        let mut state = self.inner.lock();
+        let Some(record) = state.sessions.get_mut(id).filter(|r| r.expires_at > now) else {
+            return Ok(false);
+        };
+        record.data = patch.apply(record.data.as_deref(), limits)?;
+        Ok(true)
+    }
 }
 
 #[async_trait]
@@ -262,6 +278,7 @@ impl RefreshStore for MemoryStore {
                 subject: record.subject.clone(),
                 tokens: vec![record.id],
                 head: Some(record.id),
+                data: None,
             },
         );
         Ok(true)
@@ -398,6 +415,35 @@ impl RefreshStore for MemoryStore {
             state.remove_family(&fam);
         }
         Ok(removed)
+    }
+
+    async fn family_data(&self, family: &str, now: SystemTime) -> StoreResult<Option<String>> {
+        let state = self.inner.lock();
+        Ok(state
+            .families
+            .get(family)
+            .filter(|f| !f.is_dead(&state.refresh, now))
+            .and_then(|f| f.data.clone()))
+    }
+
+    async fn update_family_data(
+        &self,
+        family: &str,
+        patch: &DataPatch,
+        limits: &DataLimits,
+        now: SystemTime,
+    ) -> StoreResult<bool> {
+        let mut guard = self.inner.lock();
+        let state = &mut *guard;
+        let Some(f) = state
+            .families
+            .get_mut(family)
+            .filter(|f| !f.is_dead(&state.refresh, now))
+        else {
+            return Ok(false);
+        };
+        f.data = patch.apply(f.data.as_deref(), limits)?;
+        Ok(true)
     }
 }
 

@@ -24,7 +24,10 @@
 //! use async_trait::async_trait;
 //! use keycard::{
 //!     Keycard,
-//!     store::{CreateOutcome, MemoryStore, SessionLimit, SessionRecord, SessionStore, StoreResult},
+//!     store::{
+//!         CreateOutcome, DataLimits, DataPatch, MemoryStore, SessionLimit, SessionRecord,
+//!         SessionStore, StoreResult,
+//!     },
 //!     strategy::{ServerSessions, ServerSettings},
 //!     token::TokenHash,
 //! };
@@ -62,6 +65,11 @@
 //!     async fn sweep(&self, now: SystemTime) -> StoreResult<u64> {
 //!         self.inner.sweep(now).await
 //!     }
+//!     async fn update_data(
+//!         &self, id: &TokenHash, patch: &DataPatch, limits: &DataLimits, now: SystemTime,
+//!     ) -> StoreResult<bool> {
+//!         self.inner.update_data(id, patch, limits, now).await
+//!     }
 //! }
 //!
 //! let store = Counted { inner: Arc::new(MemoryStore::new()), lookups: AtomicU64::new(0) };
@@ -83,6 +91,7 @@ use serde_json::{Map, Value};
 
 use crate::token::TokenHash;
 
+mod data;
 #[cfg(any(feature = "jwt", feature = "test-suite"))]
 pub(crate) mod decorate;
 mod error;
@@ -95,6 +104,7 @@ pub(crate) mod timeout;
 #[cfg(any(feature = "redis", feature = "_sql"))]
 mod wire;
 
+pub use data::{DataLimits, DataPatch};
 pub use error::{StoreError, StoreErrorKind, StoreResult};
 pub use memory::MemoryStore;
 
@@ -123,6 +133,19 @@ pub struct SessionRecord {
     pub user_agent: Option<String>,
     /// The client's IP address at login.
     pub ip: Option<String>,
+    /// The session's data: a JSON object as text (see [`DataPatch`]); `None` when it has none.
+    /// Written by [`SessionStore::create`] and [`SessionStore::rotate`] as given, changed by
+    /// [`SessionStore::update_data`], returned by [`SessionStore::load`] (so reading it costs no
+    /// round trip of its own); [`SessionStore::list`] may leave it out.
+    pub data: Option<String>,
+}
+
+impl SessionRecord {
+    /// Whether this is an anonymous session: one that holds data for a caller who has not logged
+    /// in. Its subject is empty and it never yields a principal.
+    pub fn is_anonymous(&self) -> bool {
+        self.subject.is_empty()
+    }
 }
 
 /// What to do when a subject already has the maximum number of live sessions.
@@ -214,6 +237,20 @@ pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
     /// Removes records that expired before `now` (and prunes per-subject indexes). Returns how
     /// many sessions were removed.
     async fn sweep(&self, now: SystemTime) -> StoreResult<u64>;
+
+    /// Applies `patch` to the data of the live session `id`, atomically and key by key: keys the
+    /// patch does not name keep whatever concurrent writers stored (no lost update). Returns
+    /// `false`, writing nothing, when the session is absent or not live at `now`.
+    ///
+    /// # Errors
+    /// [`StoreErrorKind::TooLarge`] when the result would exceed `limits`; nothing is written.
+    async fn update_data(
+        &self,
+        id: &TokenHash,
+        patch: &DataPatch,
+        limits: &DataLimits,
+        now: SystemTime,
+    ) -> StoreResult<bool>;
 }
 
 /// One refresh token of a refresh family, as stored.
@@ -342,6 +379,24 @@ pub trait RefreshStore: Send + Sync + fmt::Debug + 'static {
 
     /// Removes expired tokens and families. Returns how many records were removed.
     async fn sweep(&self, now: SystemTime) -> StoreResult<u64>;
+
+    /// The data of a live family (a JSON object as text, see [`DataPatch`]); `None` when it has
+    /// none or the family is not live at `now`. The data goes when the family does.
+    async fn family_data(&self, family: &str, now: SystemTime) -> StoreResult<Option<String>>;
+
+    /// Applies `patch` to the data of the live family `family`, atomically and key by key (as
+    /// [`SessionStore::update_data`]). Returns `false`, writing nothing, when the family is not
+    /// live at `now`.
+    ///
+    /// # Errors
+    /// [`StoreErrorKind::TooLarge`] when the result would exceed `limits`; nothing is written.
+    async fn update_family_data(
+        &self,
+        family: &str,
+        patch: &DataPatch,
+        limits: &DataLimits,
+        now: SystemTime,
+    ) -> StoreResult<bool>;
 }
 
 /// One access-token revocation.

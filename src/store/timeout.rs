@@ -65,7 +65,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        store::{CreateOutcome, MemoryStore, SessionLimit, SessionRecord},
+        store::{CreateOutcome, DataLimits, DataPatch, MemoryStore, SessionLimit, SessionRecord},
         token::TokenHash,
     };
 
@@ -101,6 +101,15 @@ mod tests {
             std::future::pending().await
         }
         async fn sweep(&self, _: SystemTime) -> StoreResult<u64> {
+            std::future::pending().await
+        }
+        async fn update_data(
+            &self,
+            _: &TokenHash,
+            _: &DataPatch,
+            _: &DataLimits,
+            _: SystemTime,
+        ) -> StoreResult<bool> {
             std::future::pending().await
         }
     }

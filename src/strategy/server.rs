@@ -233,6 +233,7 @@ impl ServerSessions {
             absolute_expires_at: absolute,
             user_agent: meta.user_agent.clone(),
             ip: meta.ip.map(|ip| ip.to_string()),
+            data: None,
         };
         Ok((token, record))
     }
@@ -350,6 +351,7 @@ impl SessionStrategy for ServerSessions {
                 Some(meta) => meta.ip.map(|ip| ip.to_string()),
                 None => old.ip,
             },
+            data: None,
         };
         if !self.guarded(self.store.rotate(&old_id, &record)).await? {
             return Err(Error::new(ErrorKind::Revoked));
@@ -495,6 +497,15 @@ mod tests {
         }
         async fn sweep(&self, now: SystemTime) -> StoreResult<u64> {
             SessionStore::sweep(&self.inner, now).await
+        }
+        async fn update_data(
+            &self,
+            id: &TokenHash,
+            patch: &crate::store::DataPatch,
+            limits: &crate::store::DataLimits,
+            now: SystemTime,
+        ) -> StoreResult<bool> {
+            self.inner.update_data(id, patch, limits, now).await
         }
     }
 

@@ -47,6 +47,11 @@ macro_rules! store_conformance {
             session_limit_evict_oldest,
             session_limit_concurrent_evict_oldest,
             session_limit_concurrent_reject,
+            session_data_round_trip,
+            session_data_concurrent_writers_all_land,
+            session_data_limits_refuse_whole_patch,
+            session_data_goes_with_the_session,
+            session_data_rotate_carries_data,
         );
     };
     (refresh: $make:expr) => {
@@ -62,6 +67,7 @@ macro_rules! store_conformance {
             refresh_grace_window,
             refresh_rotate_conflict_changes_nothing,
             refresh_concurrent_rotation_has_one_winner,
+            family_data_lives_with_the_family,
         );
     };
     (revocations: $make:expr) => {

@@ -125,6 +125,7 @@ pub fn session(subject: &str, created: SystemTime, idle: Duration) -> SessionRec
         absolute_expires_at: created + secs(86_400),
         user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) ünïcødé".into()),
         ip: Some("2001:db8::1".into()),
+        data: None,
     }
 }
 

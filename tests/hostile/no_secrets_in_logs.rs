@@ -27,9 +27,9 @@ use keycard::{
     clock::ManualClock,
     jwt::{Algorithm, JwtConfig, JwtKey, JwtStrategy, KeyConfig, KeyRing},
     store::{
-        CreateOutcome, MemoryStore, RefreshRecord, RefreshStore, Revocation, RevocationFeed,
-        RevocationStore, RotateOutcome, RotateRequest, SessionLimit, SessionRecord, SessionStore,
-        StoreError, StoreResult,
+        CreateOutcome, DataLimits, DataPatch, MemoryStore, RefreshRecord, RefreshStore, Revocation,
+        RevocationFeed, RevocationStore, RotateOutcome, RotateRequest, SessionLimit, SessionRecord,
+        SessionStore, StoreError, StoreResult,
     },
     strategy::{
         AccessToken, ClientMeta, Credential, CredentialSource, Issued, ServerSessions,
@@ -187,6 +187,16 @@ impl SessionStore for Switchable {
         self.check()?;
         SessionStore::sweep(&self.inner, now).await
     }
+    async fn update_data(
+        &self,
+        id: &TokenHash,
+        patch: &DataPatch,
+        limits: &DataLimits,
+        now: SystemTime,
+    ) -> StoreResult<bool> {
+        self.check()?;
+        SessionStore::update_data(&self.inner, id, patch, limits, now).await
+    }
 }
 
 #[async_trait]
@@ -218,6 +228,20 @@ impl RefreshStore for Switchable {
     async fn sweep(&self, now: SystemTime) -> StoreResult<u64> {
         self.check()?;
         RefreshStore::sweep(&self.inner, now).await
+    }
+    async fn family_data(&self, family: &str, now: SystemTime) -> StoreResult<Option<String>> {
+        self.check()?;
+        RefreshStore::family_data(&self.inner, family, now).await
+    }
+    async fn update_family_data(
+        &self,
+        family: &str,
+        patch: &DataPatch,
+        limits: &DataLimits,
+        now: SystemTime,
+    ) -> StoreResult<bool> {
+        self.check()?;
+        RefreshStore::update_family_data(&self.inner, family, patch, limits, now).await
     }
 }
 

@@ -81,6 +81,15 @@ impl SessionStore for Faulty {
     async fn sweep(&self, _: SystemTime) -> StoreResult<u64> {
         self.fail().await
     }
+    async fn update_data(
+        &self,
+        _: &TokenHash,
+        _: &keycard::store::DataPatch,
+        _: &keycard::store::DataLimits,
+        _: SystemTime,
+    ) -> StoreResult<bool> {
+        self.fail().await
+    }
 }
 
 async fn fails_closed(store: Faulty) {

@@ -191,6 +191,7 @@ mod tests {
             absolute_expires_at: t + Duration::from_secs(3600),
             user_agent: ua.map(str::to_owned),
             ip: ip.map(str::to_owned),
+            data: None,
         }
     }
 

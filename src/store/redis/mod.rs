@@ -126,6 +126,7 @@
 
 mod codec;
 mod connection;
+mod data;
 mod keys;
 mod record;
 mod refresh;

@@ -102,6 +102,7 @@ pub(super) fn decode_session(id: TokenHash, raw: &[u8]) -> StoreResult<SessionRe
         absolute_expires_at: from_millis(absolute),
         user_agent: fixed.user_agent,
         ip: fixed.ip,
+        data: None,
     })
 }
 
@@ -246,6 +247,7 @@ mod tests {
             absolute_expires_at: t + Duration::from_secs(3600),
             user_agent: Some("ua|x".into()),
             ip: None,
+            data: None,
         };
         let encoded = encode_session(&record).unwrap();
         assert_eq!(decode_session(record.id, &encoded).unwrap(), record);

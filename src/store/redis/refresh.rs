@@ -22,8 +22,8 @@ use super::{
 use crate::{
     clock::{from_millis, to_millis},
     store::{
-        RefreshRecord, RefreshStore, RotateOutcome, RotateRequest, StoreError, StoreErrorKind,
-        StoreResult,
+        DataLimits, DataPatch, RefreshRecord, RefreshStore, RotateOutcome, RotateRequest,
+        StoreError, StoreErrorKind, StoreResult,
     },
 };
 
@@ -386,5 +386,19 @@ impl RefreshStore for RedisStore {
 
     async fn sweep(&self, now: SystemTime) -> StoreResult<u64> {
         self.run(self.sweep_families(now)).await
+    }
+
+    async fn family_data(&self, family: &str, now: SystemTime) -> StoreResult<Option<String>> {
+        self.load_family_data(family, now).await
+    }
+
+    async fn update_family_data(
+        &self,
+        family: &str,
+        patch: &DataPatch,
+        limits: &DataLimits,
+        now: SystemTime,
+    ) -> StoreResult<bool> {
+        self.save_family_data(family, patch, limits, now).await
     }
 }

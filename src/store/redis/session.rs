@@ -17,8 +17,8 @@ use super::{
 use crate::{
     clock::to_millis,
     store::{
-        CreateOutcome, LimitPolicy, SessionLimit, SessionRecord, SessionStore, StoreError,
-        StoreErrorKind, StoreResult,
+        CreateOutcome, DataLimits, DataPatch, LimitPolicy, SessionLimit, SessionRecord,
+        SessionStore, StoreError, StoreErrorKind, StoreResult,
     },
     token::TokenHash,
 };
@@ -445,5 +445,15 @@ impl SessionStore for RedisStore {
 
     async fn sweep(&self, now: SystemTime) -> StoreResult<u64> {
         self.run(self.sweep_sessions(now)).await
+    }
+
+    async fn update_data(
+        &self,
+        id: &TokenHash,
+        patch: &DataPatch,
+        limits: &DataLimits,
+        now: SystemTime,
+    ) -> StoreResult<bool> {
+        self.update_session_data(id, patch, limits, now).await
     }
 }

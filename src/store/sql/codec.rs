@@ -92,6 +92,7 @@ where
             absolute_expires_at: time(8)?,
             user_agent: opt_text(9)?.map(str::to_owned),
             ip: opt_text(10)?.map(str::to_owned),
+            data: None,
         }))
     }
 }

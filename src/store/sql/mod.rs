@@ -63,6 +63,7 @@ use crate::error::ErrorKind;
 
 mod codec;
 mod connect;
+mod data;
 mod dialect;
 mod exec;
 mod refresh;

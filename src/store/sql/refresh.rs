@@ -12,8 +12,8 @@ use super::{
 use crate::{
     clock::to_millis,
     store::{
-        RefreshRecord, RefreshStore, RotateOutcome, RotateRequest, StoreError, StoreErrorKind,
-        StoreResult,
+        DataLimits, DataPatch, RefreshRecord, RefreshStore, RotateOutcome, RotateRequest,
+        StoreError, StoreErrorKind, StoreResult,
     },
     token::TokenHash,
 };
@@ -139,6 +139,20 @@ impl RefreshStore for SqlStore {
         }
         tx.commit().await?;
         Ok(removed)
+    }
+
+    async fn family_data(&self, family: &str, now: SystemTime) -> StoreResult<Option<String>> {
+        self.load_family_data(family, now).await
+    }
+
+    async fn update_family_data(
+        &self,
+        family: &str,
+        patch: &DataPatch,
+        limits: &DataLimits,
+        now: SystemTime,
+    ) -> StoreResult<bool> {
+        self.save_family_data(family, patch, limits, now).await
     }
 }
 

@@ -12,8 +12,8 @@ use super::{
 use crate::{
     clock::to_millis,
     store::{
-        CreateOutcome, LimitPolicy, SessionLimit, SessionRecord, SessionStore, StoreError,
-        StoreErrorKind, StoreResult,
+        CreateOutcome, DataLimits, DataPatch, LimitPolicy, SessionLimit, SessionRecord,
+        SessionStore, StoreError, StoreErrorKind, StoreResult,
     },
     token::TokenHash,
 };
@@ -179,5 +179,15 @@ impl SessionStore for SqlStore {
         // lock row as needed.
         self.pool.run(&self.sql.session.subject_sweep, &now).await?;
         Ok(removed)
+    }
+
+    async fn update_data(
+        &self,
+        id: &TokenHash,
+        patch: &DataPatch,
+        limits: &DataLimits,
+        now: SystemTime,
+    ) -> StoreResult<bool> {
+        self.update_session_data(id, patch, limits, now).await
     }
 }

@@ -47,10 +47,16 @@ use crate::{
     token::{OpaqueToken, TokenHash, random_id},
 };
 
+mod data;
 mod refresh;
 mod revocation;
 mod session;
 
+pub use data::{
+    family_data_lives_with_the_family, session_data_concurrent_writers_all_land,
+    session_data_goes_with_the_session, session_data_limits_refuse_whole_patch,
+    session_data_rotate_carries_data, session_data_round_trip,
+};
 pub use refresh::{
     refresh_concurrent_rotation_has_one_winner, refresh_delete_all,
     refresh_delete_family_is_scoped_to_subject, refresh_expired_is_invalid, refresh_family_live,
@@ -84,7 +90,12 @@ pub async fn session_store(store: Arc<dyn SessionStore>) {
     session_limit_reject(store.clone()).await;
     session_limit_evict_oldest(store.clone()).await;
     session_limit_concurrent_evict_oldest(store.clone()).await;
-    session_limit_concurrent_reject(store).await;
+    session_limit_concurrent_reject(store.clone()).await;
+    session_data_round_trip(store.clone()).await;
+    session_data_concurrent_writers_all_land(store.clone()).await;
+    session_data_limits_refuse_whole_patch(store.clone()).await;
+    session_data_goes_with_the_session(store.clone()).await;
+    session_data_rotate_carries_data(store).await;
 }
 
 /// Runs every [`RefreshStore`] check against `store`, one after another.
@@ -99,7 +110,8 @@ pub async fn refresh_store(store: Arc<dyn RefreshStore>) {
     refresh_sweep_removes_dead_families(store.clone()).await;
     refresh_grace_window(store.clone()).await;
     refresh_rotate_conflict_changes_nothing(store.clone()).await;
-    refresh_concurrent_rotation_has_one_winner(store).await;
+    refresh_concurrent_rotation_has_one_winner(store.clone()).await;
+    family_data_lives_with_the_family(store).await;
 }
 
 /// Runs every [`RevocationStore`] check against `store`, one after another.
@@ -160,6 +172,7 @@ fn session(subject: &str, created: SystemTime, idle: Duration) -> SessionRecord 
         absolute_expires_at: created + secs(86_400),
         user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) ünïcødé".into()),
         ip: Some("2001:db8::1".into()),
+        data: None,
     }
 }
 

@@ -51,6 +51,7 @@ pub fn session_at(subject: &str, at: SystemTime) -> SessionRecord {
         absolute_expires_at: at + Duration::from_secs(8 * 3600),
         user_agent: Some("test-agent/1.0".into()),
         ip: Some("127.0.0.1".into()),
+        data: None,
     }
 }
 

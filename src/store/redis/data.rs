@@ -1,0 +1,40 @@
+//! Session and family data in the redis store.
+// PLACEHOLDER (being implemented on a branch): every call fails closed.
+
+use std::time::SystemTime;
+
+use super::RedisStore;
+use crate::{
+    store::{DataLimits, DataPatch, StoreError, StoreErrorKind, StoreResult},
+    token::TokenHash,
+};
+
+impl RedisStore {
+    pub(super) async fn update_session_data(
+        &self,
+        _id: &TokenHash,
+        _patch: &DataPatch,
+        _limits: &DataLimits,
+        _now: SystemTime,
+    ) -> StoreResult<bool> {
+        Err(StoreError::new(StoreErrorKind::Unavailable))
+    }
+
+    pub(super) async fn load_family_data(
+        &self,
+        _family: &str,
+        _now: SystemTime,
+    ) -> StoreResult<Option<String>> {
+        Err(StoreError::new(StoreErrorKind::Unavailable))
+    }
+
+    pub(super) async fn save_family_data(
+        &self,
+        _family: &str,
+        _patch: &DataPatch,
+        _limits: &DataLimits,
+        _now: SystemTime,
+    ) -> StoreResult<bool> {
+        Err(StoreError::new(StoreErrorKind::Unavailable))
+    }
+}
