@@ -62,6 +62,7 @@ macro_rules! store_conformance {
             refresh_grace_window,
             refresh_rotate_conflict_changes_nothing,
             refresh_concurrent_rotation_has_one_winner,
+            refresh_concurrent_grace_retries_leave_one_head,
         );
     };
     (revocations: $make:expr) => {

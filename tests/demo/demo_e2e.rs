@@ -845,6 +845,25 @@ async fn refresh_rotates_and_detects_reuse(h: &Harness) {
     };
     assert_ne!(second_rt, &first, "refresh tokens rotate");
     assert_eq!(h.me(&second).await, StatusCode::OK);
+    // The client uses its new token: the spent one is no longer the immediate predecessor of
+    // the head, so even within the grace window (default 30 s) presenting it is reuse.
+    let r = h
+        .call_json(
+            Method::POST,
+            "/refresh",
+            None,
+            json!({"refresh_token": second_rt}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let third = h.cred_from(&r);
+    let Cred::Bearer {
+        refresh: Some(third_rt),
+        ..
+    } = &third
+    else {
+        unreachable!()
+    };
 
     // Reusing the spent token is refused and revokes the family.
     let r = h
@@ -862,7 +881,7 @@ async fn refresh_rotates_and_detects_reuse(h: &Harness) {
             Method::POST,
             "/refresh",
             None,
-            json!({"refresh_token": second_rt}),
+            json!({"refresh_token": third_rt}),
         )
         .await;
     assert_eq!(
@@ -1157,8 +1176,14 @@ mod hybrid_specific {
             panic!("bearer")
         };
         let body = json!({"refresh_token": rt});
+        let r = h
+            .call_json(Method::POST, "/refresh", None, body.clone())
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+        // Spend the successor too, so the replay below is reuse within the grace window.
+        let next = json!({"refresh_token": r.json()["refresh_token"]});
         assert_eq!(
-            h.call_json(Method::POST, "/refresh", None, body.clone())
+            h.call_json(Method::POST, "/refresh", None, next)
                 .await
                 .status,
             StatusCode::OK
