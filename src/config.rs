@@ -255,6 +255,13 @@ pub struct CookieConfig {
     pub refresh_name: String,
     /// Path the refresh cookie is scoped to. Default `/refresh`.
     pub refresh_path: String,
+    /// Share the session cookie across subdomains: `Domain` attribute, e.g. `"example.com"`.
+    /// Default: none (a host-only `__Host-` cookie). With a domain the default name becomes
+    /// `__Secure-keycard`; insecure cookies, a `__Host-` name and a domain that is not a plain
+    /// host name (leading dot, IP address, single label) are refused at start. Every host under
+    /// the domain then receives the session token (see
+    /// [cookie scope](crate::transport#cookie-scope)).
+    pub domain: Option<String>,
 }
 
 impl Default for CookieConfig {
@@ -266,6 +273,7 @@ impl Default for CookieConfig {
             refresh_cookie: false,
             refresh_name: "__Secure-keycard-refresh".into(),
             refresh_path: "/refresh".into(),
+            domain: None,
         }
     }
 }

@@ -8,6 +8,7 @@
 mod common;
 
 mod client_policy;
+mod cookie_scope;
 mod http_memory;
 mod http_redis;
 mod http_sql;
