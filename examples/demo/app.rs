@@ -171,6 +171,7 @@ pub fn app(keycard: Keycard, users: Users) -> Router {
         .route("/refresh", post(refresh))
         .route("/logout", post(logout))
         .route("/logout-all", post(logout_all))
+        .route("/logout-others", post(logout_others))
         .route("/sessions", get(sessions))
         .route("/sessions/{id}", delete(revoke))
         .route("/.well-known/jwks.json", get(jwks))
@@ -375,6 +376,12 @@ async fn logout(auth: Auth, headers: HeaderMap) -> Response {
 
 async fn logout_all(auth: Auth, headers: HeaderMap) -> Response {
     finish_logout(auth.logout_all().await.map(drop), is_form(&headers))
+}
+
+/// Ends every other session of the caller (after a password change, say); the caller's own
+/// session keeps working.
+async fn logout_others(auth: Auth, headers: HeaderMap) -> Response {
+    finish_logout(auth.logout_others().await.map(drop), is_form(&headers))
 }
 
 /// JSON clients get 204 (or the rejection); a browser form goes back to the page either way,
