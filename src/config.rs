@@ -70,6 +70,42 @@ impl StrategyKind {
     }
 }
 
+/// Where a server session's token travels (`transport = "..."`, strategies `database` and
+/// `redis`).
+///
+/// What a login returns: the session token is always in
+/// [`Issued::session_token`](crate::strategy::Issued::session_token), for the handler to
+/// return to a client that reads it from the body. The layer sets the session cookie under
+/// `cookie` and `both`, and sets no cookie under `bearer`. Under `both` a handler should hand
+/// the token out only to clients that asked for it (a native app), never to a page's script,
+/// which would defeat `HttpOnly`.
+///
+/// A request carrying the session cookie *and* a Bearer credential is refused (400) rather than
+/// guessed; CSRF checks do not apply to Bearer requests (browsers never attach the header on
+/// their own).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionTransport {
+    /// The session cookie only (the default).
+    #[default]
+    Cookie,
+    /// `Authorization: Bearer <session token>` only; no cookie is set or read.
+    Bearer,
+    /// Either one (never both in one request); login sets the cookie.
+    Both,
+}
+
+impl SessionTransport {
+    /// Whether the session cookie is read and set, and whether `Authorization: Bearer` is read.
+    pub fn reads(self) -> (bool, bool) {
+        match self {
+            Self::Cookie => (true, false),
+            Self::Bearer => (false, true),
+            Self::Both => (true, true),
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -79,6 +115,13 @@ pub struct KeycardConfig {
     /// Server-session timeouts and limits.
     #[serde(default)]
     pub session: SessionConfig,
+    /// Where the session token of `database` and `redis` travels: `cookie` (the default),
+    /// `bearer` (`Authorization: Bearer`, for native and API clients) or `both` (see
+    /// [`SessionTransport`]). Default: none, the strategy's own (a cookie for server sessions,
+    /// Bearer for `jwt`/`hybrid`, whose cookie is `cookie.access_token_cookie`); setting it for
+    /// `jwt`/`hybrid` is refused.
+    #[serde(default)]
+    pub transport: Option<SessionTransport>,
     /// Cookie names and attributes.
     #[serde(default)]
     pub cookie: CookieConfig,
@@ -117,6 +160,7 @@ impl KeycardConfig {
         Self {
             strategy,
             session: SessionConfig::default(),
+            transport: None,
             cookie: CookieConfig::default(),
             limits: LimitsConfig::default(),
             csrf: CsrfConfig::default(),

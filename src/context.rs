@@ -174,8 +174,11 @@ impl RequestContext {
         self.touched.store(true, Ordering::Release);
         p.credential_issued = true;
         if let Some(token) = &issued.session_token {
-            p.set_session = Some((token.expose_secret().to_owned(), issued.session_max_age));
-            p.clear_session = false;
+            // Under Bearer transport the token travels in the handler's answer only.
+            if t.read_cookie {
+                p.set_session = Some((token.expose_secret().to_owned(), issued.session_max_age));
+                p.clear_session = false;
+            }
         } else if let Some(access) = &issued.access_token
             && t.read_cookie
         {

@@ -104,11 +104,21 @@ fn transport_settings(config: &KeycardConfig) -> Result<TransportSettings> {
         Some(_) if c.name == CookieConfig::default().name => "__Secure-keycard".to_owned(),
         _ => c.name.clone(),
     };
+    let (read_cookie, read_bearer) = match (tokens, config.transport) {
+        (true, None) => (c.access_token_cookie, true),
+        (true, Some(_)) => {
+            return Err(Error::config(
+                "transport",
+                "only for database and redis; jwt and hybrid carry Bearer tokens (and the cookie with cookie.access_token_cookie)",
+            ));
+        }
+        (false, transport) => transport.unwrap_or_default().reads(),
+    };
     Ok(TransportSettings {
         cookie_name,
         cookie_domain: c.domain.clone(),
-        read_cookie: !tokens || c.access_token_cookie,
-        read_bearer: tokens,
+        read_cookie,
+        read_bearer,
         refresh_cookie_name: (tokens && c.refresh_cookie).then(|| c.refresh_name.clone()),
         refresh_cookie_path: c.refresh_path.clone(),
         secure: crate::transport::CookieSecurity(c.secure),

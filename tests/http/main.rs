@@ -7,6 +7,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod bearer_sessions;
 mod client_policy;
 mod cookie_scope;
 mod http_memory;
