@@ -73,12 +73,13 @@ impl StrategyKind {
 /// Where a server session's token travels (`transport = "..."`, strategies `database` and
 /// `redis`).
 ///
-/// What a login returns: the session token is always in
+/// What a login (or a rotation, or a step-up) returns: the session token is always in
 /// [`Issued::session_token`](crate::strategy::Issued::session_token), for the handler to
 /// return to a client that reads it from the body. The layer sets the session cookie under
-/// `cookie` and `both`, and sets no cookie under `bearer`. Under `both` a handler should hand
-/// the token out only to clients that asked for it (a native app), never to a page's script,
-/// which would defeat `HttpOnly`.
+/// `cookie`; never under `bearer`; under `both` unless the request itself carried a Bearer
+/// credential (a native client renewing its token gets no cookie). Under `both` a handler
+/// should hand the token out only to clients that asked for it (a native app), never to a
+/// page's script, which would defeat `HttpOnly`.
 ///
 /// A request carrying the session cookie *and* a Bearer credential is refused (400) rather than
 /// guessed; CSRF checks do not apply to Bearer requests (browsers never attach the header on
@@ -91,13 +92,14 @@ pub enum SessionTransport {
     Cookie,
     /// `Authorization: Bearer <session token>` only; no cookie is set or read.
     Bearer,
-    /// Either one (never both in one request); login sets the cookie.
+    /// Either one (never both in one request); login sets the cookie unless the request
+    /// carried a Bearer credential.
     Both,
 }
 
 impl SessionTransport {
     /// Whether the session cookie is read and set, and whether `Authorization: Bearer` is read.
-    pub fn reads(self) -> (bool, bool) {
+    pub(crate) fn reads(self) -> (bool, bool) {
         match self {
             Self::Cookie => (true, false),
             Self::Bearer => (false, true),

@@ -128,7 +128,47 @@ async fn both_transports_take_either_but_never_both_at_once() {
         .insert(header::COOKIE, cookie.parse().unwrap());
     assert_eq!(send(&app, both).await.status, StatusCode::BAD_REQUEST);
 
+    // A rotation asked with Bearer answers with the new token and sets no cookie; asked with
+    // the cookie, it sets the new cookie.
+    let r = send(&app, bearer("POST", "/promote", &token, false)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.set_cookies().is_empty(), "{:?}", r.set_cookies());
+    let rotated = r.json()["session_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        send(&app, bearer("GET", "/me", &rotated, false))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&app, bearer("GET", "/me", &token, false)).await.status,
+        StatusCode::UNAUTHORIZED,
+        "the rotated-out token"
+    );
+    let (r, _) = login(&app).await;
+    let cookie = r.cookie_pair().unwrap();
+    let csrf = Request::get("/token")
+        .header(header::COOKIE, &cookie)
+        .body(Body::empty())
+        .unwrap();
+    let csrf = send(&app, csrf).await.text().to_owned();
+    let by_cookie = Request::post("/promote")
+        .header(header::COOKIE, &cookie)
+        .header("x-csrf-token", csrf)
+        .body(Body::empty())
+        .unwrap();
+    let r = send(&app, by_cookie).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.cookie_pair().is_some_and(|c| c != cookie),
+        "a new cookie: {:?}",
+        r.set_cookies()
+    );
+    let token = rotated;
+
     // CSRF applies to the cookie, not to Bearer.
+    let (r, _) = login(&app).await;
+    let cookie = r.cookie_pair().unwrap();
     let cookie_post = Request::post("/act")
         .header(header::COOKIE, &cookie)
         .header("sec-fetch-site", "cross-site")
