@@ -170,6 +170,54 @@ impl Auth {
         Ok(n)
     }
 
+    /// Revokes every other session (or refresh family) of the current subject and keeps the
+    /// current one: its credential keeps working and no cookie changes. Returns how many
+    /// sessions were revoked.
+    ///
+    /// For tokens, each revoked family's access tokens are voided with it (by family, not by the
+    /// subject's epoch that [`logout_all`](Self::logout_all) moves, which would void the
+    /// caller's access token too).
+    ///
+    /// # Password changed: end every other session
+    /// After the handler has checked the old password and stored the new one, it calls
+    /// `logout_others`: whoever knew the old password (or holds a stolen session) is signed out
+    /// everywhere, and the user stays signed in where they made the change. Change the password
+    /// *first*: a login racing this call with the old password is refused from then on, while a
+    /// session created between the listing and the revocations would survive them.
+    ///
+    /// ```
+    /// use axum::http::StatusCode;
+    /// use keycard::{Auth, Principal, Rejection};
+    ///
+    /// async fn change_password(auth: Auth, user: Principal /* , the passwords */) -> Result<StatusCode, Rejection> {
+    ///     // check the old password, store the new one's hash for `user.subject()`, then:
+    ///     auth.logout_others().await?;
+    ///     Ok(StatusCode::NO_CONTENT)
+    /// }
+    /// ```
+    pub async fn logout_others(&self) -> Result<u64, Rejection> {
+        let current = self.current().await?;
+        let strategy = &self.ctx.shared.strategy;
+        let listed = strategy
+            .list(current.subject())
+            .await
+            .map_err(|e| self.reject(e))?;
+        let mut revoked = 0;
+        for info in listed {
+            if info.id == current.session().id {
+                continue;
+            }
+            if strategy
+                .revoke(current.subject(), &info.id)
+                .await
+                .map_err(|e| self.reject(e))?
+            {
+                revoked += 1;
+            }
+        }
+        Ok(revoked)
+    }
+
     /// The current subject's live sessions.
     pub async fn sessions(&self) -> Result<Vec<ListedSession>, Rejection> {
         let current = self.current().await?;

@@ -70,6 +70,44 @@ impl StrategyKind {
     }
 }
 
+/// Where a server session's token travels (`transport = "..."`, strategies `database` and
+/// `redis`).
+///
+/// What a login (or a rotation, or a step-up) returns: the session token is always in
+/// [`Issued::session_token`](crate::strategy::Issued::session_token), for the handler to
+/// return to a client that reads it from the body. The layer sets the session cookie under
+/// `cookie`; never under `bearer`; under `both` unless the request itself carried a Bearer
+/// credential (a native client renewing its token gets no cookie). Under `both` a handler
+/// should hand the token out only to clients that asked for it (a native app), never to a
+/// page's script, which would defeat `HttpOnly`.
+///
+/// A request carrying the session cookie *and* a Bearer credential is refused (400) rather than
+/// guessed; CSRF checks do not apply to Bearer requests (browsers never attach the header on
+/// their own).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionTransport {
+    /// The session cookie only (the default).
+    #[default]
+    Cookie,
+    /// `Authorization: Bearer <session token>` only; no cookie is set or read.
+    Bearer,
+    /// Either one (never both in one request); login sets the cookie unless the request
+    /// carried a Bearer credential.
+    Both,
+}
+
+impl SessionTransport {
+    /// Whether the session cookie is read and set, and whether `Authorization: Bearer` is read.
+    pub(crate) fn reads(self) -> (bool, bool) {
+        match self {
+            Self::Cookie => (true, false),
+            Self::Bearer => (false, true),
+            Self::Both => (true, true),
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -79,6 +117,13 @@ pub struct KeycardConfig {
     /// Server-session timeouts and limits.
     #[serde(default)]
     pub session: SessionConfig,
+    /// Where the session token of `database` and `redis` travels: `cookie` (the default),
+    /// `bearer` (`Authorization: Bearer`, for native and API clients) or `both` (see
+    /// [`SessionTransport`]). Default: none, the strategy's own (a cookie for server sessions,
+    /// Bearer for `jwt`/`hybrid`, whose cookie is `cookie.access_token_cookie`); setting it for
+    /// `jwt`/`hybrid` is refused.
+    #[serde(default)]
+    pub transport: Option<SessionTransport>,
     /// Cookie names and attributes.
     #[serde(default)]
     pub cookie: CookieConfig,
@@ -117,6 +162,7 @@ impl KeycardConfig {
         Self {
             strategy,
             session: SessionConfig::default(),
+            transport: None,
             cookie: CookieConfig::default(),
             limits: LimitsConfig::default(),
             csrf: CsrfConfig::default(),
@@ -255,6 +301,13 @@ pub struct CookieConfig {
     pub refresh_name: String,
     /// Path the refresh cookie is scoped to. Default `/refresh`.
     pub refresh_path: String,
+    /// Share the session cookie across subdomains: `Domain` attribute, e.g. `"example.com"`.
+    /// Default: none (a host-only `__Host-` cookie). With a domain the default name becomes
+    /// `__Secure-keycard`; insecure cookies, a `__Host-` name and a domain that is not a plain
+    /// host name (leading dot, IP address, single label) are refused at start. Every host under
+    /// the domain then receives the session token (see
+    /// [cookie scope](crate::transport#cookie-scope)).
+    pub domain: Option<String>,
 }
 
 impl Default for CookieConfig {
@@ -266,6 +319,7 @@ impl Default for CookieConfig {
             refresh_cookie: false,
             refresh_name: "__Secure-keycard-refresh".into(),
             refresh_path: "/refresh".into(),
+            domain: None,
         }
     }
 }

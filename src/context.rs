@@ -174,8 +174,16 @@ impl RequestContext {
         self.touched.store(true, Ordering::Release);
         p.credential_issued = true;
         if let Some(token) = &issued.session_token {
-            p.set_session = Some((token.expose_secret().to_owned(), issued.session_max_age));
-            p.clear_session = false;
+            // The token travels in the handler's answer only under Bearer transport, and under
+            // `both` to a client that authenticated this request with Bearer.
+            let bearer_client = matches!(
+                &self.found.credential,
+                Some(Ok(l)) if l.source == crate::credential::CredentialSource::Bearer
+            );
+            if t.read_cookie && !bearer_client {
+                p.set_session = Some((token.expose_secret().to_owned(), issued.session_max_age));
+                p.clear_session = false;
+            }
         } else if let Some(access) = &issued.access_token
             && t.read_cookie
         {

@@ -68,7 +68,10 @@ impl fmt::Debug for AccessToken {
 pub struct Issued {
     /// The principal the credentials stand for.
     pub principal: Principal,
-    /// A server-session token, for the session cookie.
+    /// A server-session token: the layer puts it in the session cookie (unless the transport
+    /// is Bearer only), and a handler returns it to a Bearer client, which sends it back as
+    /// `Authorization: Bearer` (see [`SessionTransport`](crate::config::SessionTransport)).
+    /// `Debug` redacts it.
     pub session_token: Option<OpaqueToken>,
     /// Max-Age for the session cookie (the absolute timeout).
     pub session_max_age: Option<Duration>,

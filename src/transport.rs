@@ -9,6 +9,22 @@
 //! - A Bearer header next to a session cookie is ambiguous and rejected (400) for strategies that
 //!   accept both.
 //! - Credentials are never read from the query string.
+//!
+//! # Cookie scope
+//! By default the session cookie is `__Host-keycard`: `Secure`, `Path=/` and no `Domain`, so the
+//! browser sends it to the exact host that set it and no other host (not even a subdomain) can
+//! set or overwrite it. Sharing one login across subdomains is an explicit opt-in: `cookie.domain
+//! = "example.com"` in config, [`TransportSettings::shared_with`] in code. The cookie is then
+//! named `__Secure-keycard` (a `__Host-` cookie cannot carry `Domain`) and sent with
+//! `Domain=example.com` to `example.com` and every subdomain.
+//!
+//! What it costs: every host under the domain receives the session token, so any of them that
+//! is compromised or serves untrusted content (user pages, a third-party status page) can read
+//! or plant session cookies (cookie tossing). Share only across hosts you run. Refused at start,
+//! with a config error naming the field: cookies without `Secure`, a `__Host-` name with a
+//! domain, a name without the `__Secure-` prefix, and a domain that is not a plain host name (a
+//! leading dot, an IP address, a single label such as `com`, a port, a scheme, upper case).
+//! A public suffix (`co.uk`) is not detected; browsers refuse such cookies.
 
 use std::{ops::Range, time::Duration};
 
@@ -39,6 +55,11 @@ pub struct TransportSettings {
     /// Whether cookies carry `Secure`. Default: they do; only
     /// [`dangerous::insecure_cookies`](crate::dangerous::insecure_cookies) turns it off.
     pub secure: CookieSecurity,
+    /// `Domain` of the session (or access-token) cookie, to share it across subdomains. Default:
+    /// none, a host-only `__Host-` cookie. Set it with [`TransportSettings::shared_with`], which
+    /// also switches the name to the `__Secure-` prefix; see [Cookie
+    /// scope](self#cookie-scope) for what it costs and what is refused at start.
+    pub cookie_domain: Option<String>,
     /// Largest `Authorization` header accepted, in bytes. Default 8192.
     pub max_authorization_bytes: usize,
     /// Largest session cookie value accepted, in bytes. Default 4096.
@@ -56,11 +77,79 @@ impl Default for TransportSettings {
             refresh_cookie_name: None,
             refresh_cookie_path: "/refresh".into(),
             secure: CookieSecurity::default(),
+            cookie_domain: None,
             max_authorization_bytes: 8192,
             max_cookie_bytes: 4096,
             max_cookies: 150,
         }
     }
+}
+
+impl TransportSettings {
+    /// Shares the session cookie with every subdomain of `domain` (`Domain=domain`): a
+    /// `__Host-` cookie name becomes `__Secure-` (a `__Host-` cookie cannot carry `Domain`).
+    /// [`Keycard`](crate::Keycard)'s builder refuses the result when `domain` is not a plain
+    /// registrable host name or cookies are not `Secure` (see [Cookie scope](self#cookie-scope)).
+    ///
+    /// ```
+    /// use keycard::transport::TransportSettings;
+    ///
+    /// let t = TransportSettings::default().shared_with("example.com");
+    /// assert_eq!(t.cookie_name, "__Secure-keycard");
+    /// assert_eq!(t.cookie_domain.as_deref(), Some("example.com"));
+    /// ```
+    pub fn shared_with(mut self, domain: impl Into<String>) -> Self {
+        if let Some(rest) = self.cookie_name.strip_prefix("__Host-") {
+            self.cookie_name = format!("__Secure-{rest}");
+        }
+        self.cookie_domain = Some(domain.into());
+        self
+    }
+}
+
+/// Checks a cookie `Domain` (`cookie.domain`): a lowercase host name of at least two labels
+/// (letters, digits, hyphens; no label longer than 63 bytes, none starting or ending with a
+/// hyphen; at most 253 bytes), not an IP address, with no leading or trailing dot, no port, no
+/// scheme and no path. The reason when it is not.
+pub(crate) fn check_domain(domain: &str) -> Result<(), &'static str> {
+    if domain.starts_with('.') {
+        return Err(
+            "no leading dot: write `example.com` (a Domain cookie already covers every subdomain)",
+        );
+    }
+    if domain.ends_with('.') {
+        return Err("no trailing dot");
+    }
+    if domain.is_empty() || domain.len() > 253 {
+        return Err("must be a host name of 1 to 253 bytes");
+    }
+    if domain.parse::<std::net::IpAddr>().is_ok() || domain.starts_with('[') {
+        return Err("must be a host name, not an IP address (an IP host cannot share cookies)");
+    }
+    let labels: Vec<&str> = domain.split('.').collect();
+    if labels.len() < 2 {
+        return Err("must have at least two labels (a top-level domain cannot hold cookies)");
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    if !labels.iter().all(|l| label_ok(l)) {
+        return Err(
+            "must be a lowercase host name (letters, digits, hyphens; punycode for IDNs), without scheme, port or path",
+        );
+    }
+    if labels
+        .last()
+        .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err("must be a host name, not an IP address");
+    }
+    Ok(())
 }
 
 /// Whether cookies carry the `Secure` attribute: yes by default;
@@ -331,7 +420,19 @@ pub(crate) fn set_cookie(
         let secs = i64::try_from(age.as_secs()).unwrap_or(i64::MAX);
         c = c.max_age(cookie::time::Duration::seconds(secs));
     }
+    if let Some(domain) = domain_of(settings, name) {
+        c = c.domain(domain);
+    }
     HeaderValue::from_str(&c.build().to_string()).ok()
+}
+
+/// The `Domain` of cookie `name`: the configured one for the session cookie only (the refresh
+/// cookie stays host-only).
+fn domain_of<'s>(settings: &'s TransportSettings, name: &str) -> Option<&'s str> {
+    settings
+        .cookie_domain
+        .as_deref()
+        .filter(|_| name == settings.cookie_name)
 }
 
 /// A removal cookie carrying the same attributes as the one it removes.
@@ -340,13 +441,16 @@ pub(crate) fn removal_cookie(
     name: &str,
     path: &str,
 ) -> Option<HeaderValue> {
-    let c = Cookie::build((name, ""))
+    let mut c = Cookie::build((name, ""))
         .http_only(true)
         .secure(settings.secure.is_on())
         .same_site(SameSite::Lax)
         .path(path)
         .max_age(cookie::time::Duration::ZERO)
         .expires(cookie::time::OffsetDateTime::UNIX_EPOCH);
+    if let Some(domain) = domain_of(settings, name) {
+        c = c.domain(domain);
+    }
     HeaderValue::from_str(&c.build().to_string()).ok()
 }
 

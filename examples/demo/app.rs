@@ -171,6 +171,7 @@ pub fn app(keycard: Keycard, users: Users) -> Router {
         .route("/refresh", post(refresh))
         .route("/logout", post(logout))
         .route("/logout-all", post(logout_all))
+        .route("/logout-others", post(logout_others))
         .route("/sessions", get(sessions))
         .route("/sessions/{id}", delete(revoke))
         .route("/.well-known/jwks.json", get(jwks))
@@ -296,6 +297,12 @@ fn invalid_credentials(headers: &HeaderMap, kind: StrategyKind, cookie_login: bo
 
 /// `{"subject","roles"}`, plus the tokens for `jwt`/`hybrid`. Always `Cache-Control: no-store`.
 fn issued_json(issued: &Issued) -> Response {
+    issued_json_with(issued, false)
+}
+
+/// [`issued_json`], plus for `bearer_sessions` (`KEYCARD_TRANSPORT=bearer` or `both` on
+/// `database`/`redis`) the session token as `session_token` with `"token_type":"Bearer"`.
+fn issued_json_with(issued: &Issued, bearer_sessions: bool) -> Response {
     let p = &issued.principal;
     let mut body = json!({"subject": p.subject(), "roles": p.roles()});
     if let Some(access) = &issued.access_token {
@@ -305,6 +312,10 @@ fn issued_json(issued: &Issued) -> Response {
     }
     if let Some(refresh) = &issued.refresh_token {
         body["refresh_token"] = json!(refresh.expose_secret());
+    }
+    if let Some(session) = issued.session_token.as_ref().filter(|_| bearer_sessions) {
+        body["session_token"] = json!(session.expose_secret());
+        body["token_type"] = json!("Bearer");
     }
     no_store(Json(body).into_response())
 }
@@ -329,7 +340,7 @@ async fn login(
     };
     match auth.login(spec).await {
         Ok(_) if form => no_store(see_root()),
-        Ok(issued) => issued_json(&issued),
+        Ok(issued) => issued_json_with(&issued, state.keycard.transport().read_bearer),
         Err(rejection) => rejection.into_response(),
     }
 }
@@ -375,6 +386,12 @@ async fn logout(auth: Auth, headers: HeaderMap) -> Response {
 
 async fn logout_all(auth: Auth, headers: HeaderMap) -> Response {
     finish_logout(auth.logout_all().await.map(drop), is_form(&headers))
+}
+
+/// Ends every other session of the caller (after a password change, say); the caller's own
+/// session keeps working.
+async fn logout_others(auth: Auth, headers: HeaderMap) -> Response {
+    finish_logout(auth.logout_others().await.map(drop), is_form(&headers))
 }
 
 /// JSON clients get 204 (or the rejection); a browser form goes back to the page either way,

@@ -10,6 +10,7 @@
 //! | `DATABASE_URL` | `sqlite:`, `postgres:` or `mysql:` URL | `sqlite://keycard-demo.db` |
 //! | `REDIS_URL` | one Redis node | `redis://127.0.0.1:6379` for the `redis` strategy |
 //! | `REDIS_CLUSTER_URLS` | comma-separated Redis Cluster seed nodes | — |
+//! | `KEYCARD_TRANSPORT` | `database`/`redis`: `cookie`, `bearer` (the login JSON carries `session_token`, no cookie) or `both` | `cookie` |
 //!
 //! `jwt` and `hybrid` keep their refresh families in the Redis store when one is named, else in
 //! the SQL store (SQLite by default). Without configured keys the JWT strategy signs with an
@@ -108,6 +109,12 @@ fn load_config() -> Result<(KeycardConfig, String), String> {
     if let Some(name) = env("KEYCARD_STRATEGY") {
         config.strategy = serde_json::from_value(serde_json::Value::String(name.clone()))
             .map_err(|e| format!("invalid KEYCARD_STRATEGY `{name}`: {e}"))?;
+    }
+    if let Some(name) = env("KEYCARD_TRANSPORT") {
+        config.transport = Some(
+            serde_json::from_value(serde_json::Value::String(name.clone()))
+                .map_err(|e| format!("invalid KEYCARD_TRANSPORT `{name}`: {e}"))?,
+        );
     }
     if let Some(url) = env("DATABASE_URL") {
         match &mut config.database {

@@ -32,6 +32,8 @@ use crate::error::{Error, Result};
 pub(crate) const MAX_ACCESS_TTL: Duration = Duration::from_secs(60 * 60);
 /// Largest accepted clock leeway (300 s).
 pub(crate) const MAX_LEEWAY: Duration = Duration::from_secs(300);
+/// Default refresh grace window (30 s): see [`RefreshConfig::grace`].
+pub(crate) const DEFAULT_REFRESH_GRACE: Duration = Duration::from_secs(30);
 /// Largest refresh grace window (60 s).
 pub(crate) const MAX_REFRESH_GRACE: Duration = Duration::from_secs(60);
 /// Shortest accepted cool-down between refetches of a remote JWKS (10 s).
@@ -242,6 +244,9 @@ fn default_idle() -> Duration {
 fn default_absolute() -> Duration {
     Duration::from_secs(30 * 24 * 3600)
 }
+fn default_grace() -> Duration {
+    DEFAULT_REFRESH_GRACE
+}
 
 /// Refresh-token families.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -253,12 +258,25 @@ pub struct RefreshConfig {
     /// A family (one login) ends this long after login whatever its use. Default `30d`.
     #[serde(default = "default_absolute", with = "humantime_serde")]
     pub absolute: Duration,
-    /// Grace window: a refresh token spent less than this long ago may be exchanged again while
-    /// its successor is still unused (a client that lost the response can retry). The retry
-    /// gets a *new* refresh token and the unused successor is discarded; anything older, or a
-    /// second retry once the successor has been used, is reuse and kills the family. Default `0`
-    /// (off, the safest); at most `60s`. Weakens reuse detection for its duration.
-    #[serde(default, with = "humantime_serde")]
+    /// Grace window for a lost refresh response. Default `30s`; at most `60s`; `0s` turns it off.
+    ///
+    /// The rule: a refresh token spent less than `grace` ago may be exchanged again **only
+    /// while it is the immediate predecessor of the family's unused head**. Such a retry gets a
+    /// *new* head; the successor it replaces (which the client never received) stops working at
+    /// once, so a family always has exactly one live head. Everything else is reuse and revokes
+    /// the family and its access tokens, as with a zero window: a spent token presented after the
+    /// window (counted from its first use), a token whose successor has itself been used, any
+    /// older token. The window is never extended by a retry.
+    ///
+    /// Why the default: a client whose `/refresh` response is lost (a dropped connection, a
+    /// mobile network switch, a timed-out proxy) retries with the token it still holds; with no
+    /// window that retry is indistinguishable from a replay and logs the user out everywhere the
+    /// family reached. Common HTTP clients time out after 10 to 30 seconds (OkHttp's read timeout
+    /// is 10 s), so 30 s (SuperTokens' default) covers a timeout and one retry. What it costs: a
+    /// thief who replays a stolen refresh token within 30 s of its legitimate use, before the
+    /// client's next refresh, takes the family over instead of revoking it (the client's own head
+    /// is then refused). Set `0s` to make every second use of a refresh token revoke its family.
+    #[serde(default = "default_grace", with = "humantime_serde")]
     pub grace: Duration,
 }
 
@@ -267,7 +285,7 @@ impl Default for RefreshConfig {
         Self {
             idle: default_idle(),
             absolute: default_absolute(),
-            grace: Duration::ZERO,
+            grace: default_grace(),
         }
     }
 }

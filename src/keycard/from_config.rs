@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::{Keycard, spawn_every};
 use crate::{
     clock::{Clock, SystemClock},
-    config::{KeycardConfig, Runtime, StrategyKind},
+    config::{CookieConfig, KeycardConfig, Runtime, StrategyKind},
     error::{Error, Result},
     events::Events,
     store::{RevocationStore, SessionStore},
@@ -98,10 +98,27 @@ impl Keycard {
 fn transport_settings(config: &KeycardConfig) -> Result<TransportSettings> {
     let tokens = config.strategy.uses_tokens();
     let c = &config.cookie;
+    // With a domain, the default name becomes `__Secure-keycard`; another `__Host-` name with a
+    // domain is refused when the settings are validated.
+    let cookie_name = match &c.domain {
+        Some(_) if c.name == CookieConfig::default().name => "__Secure-keycard".to_owned(),
+        _ => c.name.clone(),
+    };
+    let (read_cookie, read_bearer) = match (tokens, config.transport) {
+        (true, None) => (c.access_token_cookie, true),
+        (true, Some(_)) => {
+            return Err(Error::config(
+                "transport",
+                "only for database and redis; jwt and hybrid carry Bearer tokens (and the cookie with cookie.access_token_cookie)",
+            ));
+        }
+        (false, transport) => transport.unwrap_or_default().reads(),
+    };
     Ok(TransportSettings {
-        cookie_name: c.name.clone(),
-        read_cookie: !tokens || c.access_token_cookie,
-        read_bearer: tokens,
+        cookie_name,
+        cookie_domain: c.domain.clone(),
+        read_cookie,
+        read_bearer,
         refresh_cookie_name: (tokens && c.refresh_cookie).then(|| c.refresh_name.clone()),
         refresh_cookie_path: c.refresh_path.clone(),
         secure: crate::transport::CookieSecurity(c.secure),

@@ -180,7 +180,8 @@ impl KeycardBuilder {
     ///
     /// # Errors
     /// [`ErrorKind::Config`](crate::ErrorKind::Config) when no strategy was given or the transport settings are unsafe
-    /// (a `__Host-` cookie without `Secure`, an empty cookie name).
+    /// (a `__Host-` cookie without `Secure`, an empty cookie name, a cookie domain with insecure
+    /// cookies, a name other than `__Secure-…` or an invalid domain).
     pub fn build(self) -> Result<Keycard> {
         let strategy = self
             .strategy
@@ -232,6 +233,21 @@ fn validate_transport(t: &TransportSettings) -> Result<()> {
             "cookie.secure",
             "a __Host- or __Secure- cookie requires secure = true",
         ));
+    }
+    if let Some(domain) = &t.cookie_domain {
+        crate::transport::check_domain(domain).map_err(|e| Error::config("cookie.domain", e))?;
+        if !t.secure.is_on() {
+            return Err(Error::config(
+                "cookie.domain",
+                "a cookie shared across subdomains requires secure = true",
+            ));
+        }
+        if !t.cookie_name.starts_with("__Secure-") {
+            return Err(Error::config(
+                "cookie.name",
+                "a cookie with a domain must have the __Secure- prefix (a __Host- cookie cannot carry Domain)",
+            ));
+        }
     }
     if let Some(name) = &t.refresh_cookie_name {
         if !valid_name(name) {

@@ -27,7 +27,7 @@ use crate::{
 /// | `POST /promote` | [`Auth::rotate`] to the roles `user` and `admin`; 200 with the issued credentials |
 /// | `POST /step-up` | [`Auth::step_up`]; 200 with the issued credentials |
 /// | `GET`, `POST /high-risk` | the subject, behind [`HighRisk`] |
-/// | `POST /logout`, `POST /logout-all` | 204 |
+/// | `POST /logout`, `POST /logout-all`, `POST /logout-others` | 204 |
 /// | `GET /sessions` | the caller's sessions as [`Auth::sessions`] lists them |
 /// | `DELETE /sessions/{id}` | revokes one of them; 204 |
 /// | `GET /token` | the double-submit CSRF token ([`Auth::csrf_token`]; empty without one) |
@@ -53,6 +53,7 @@ pub fn router(keycard: &Keycard) -> Router {
         .route("/high-risk", get(high_risk).post(high_risk))
         .route("/logout", post(logout))
         .route("/logout-all", post(logout_all))
+        .route("/logout-others", post(logout_others))
         .route("/sessions", get(sessions))
         .route("/sessions/{id}", delete(revoke))
         .route("/token", get(csrf_token))
@@ -156,6 +157,11 @@ async fn logout(auth: Auth) -> Result<StatusCode, Rejection> {
 
 async fn logout_all(auth: Auth) -> Result<StatusCode, Rejection> {
     auth.logout_all().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn logout_others(auth: Auth) -> Result<StatusCode, Rejection> {
+    auth.logout_others().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -68,6 +68,7 @@ macro_rules! store_conformance {
             refresh_rotate_conflict_changes_nothing,
             refresh_concurrent_rotation_has_one_winner,
             family_data_lives_with_the_family,
+            refresh_concurrent_grace_retries_leave_one_head,
         );
     };
     (revocations: $make:expr) => {

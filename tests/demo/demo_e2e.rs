@@ -422,6 +422,32 @@ async fn logout_all_revokes_every_session_of_the_subject(h: &Harness) {
     }
 }
 
+async fn logout_others_keeps_only_the_callers_session(h: &Harness) {
+    assert_eq!(
+        h.call(Method::POST, "/logout-others", None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let a1 = h.alice().await;
+    let a2 = h.alice().await;
+    let admin = h.admin().await;
+    let r = h.call(Method::POST, "/logout-others", Some(&a1)).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(h.me(&a1).await, StatusCode::OK, "the caller's session");
+    assert_eq!(h.me(&a2).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(h.me(&admin).await, StatusCode::OK, "another subject");
+    if let Cred::Bearer {
+        refresh: Some(rt), ..
+    } = &a2
+    {
+        let r = h
+            .call_json(Method::POST, "/refresh", None, json!({"refresh_token": rt}))
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    let r = h.call(Method::GET, "/sessions", Some(&a1)).await;
+    assert_eq!(r.json().as_array().expect("array").len(), 1);
+}
+
 async fn sessions_lists_the_callers_sessions(h: &Harness) {
     assert_eq!(
         h.call(Method::GET, "/sessions", None).await.status,
@@ -845,6 +871,25 @@ async fn refresh_rotates_and_detects_reuse(h: &Harness) {
     };
     assert_ne!(second_rt, &first, "refresh tokens rotate");
     assert_eq!(h.me(&second).await, StatusCode::OK);
+    // The client uses its new token: the spent one is no longer the immediate predecessor of
+    // the head, so even within the grace window (default 30 s) presenting it is reuse.
+    let r = h
+        .call_json(
+            Method::POST,
+            "/refresh",
+            None,
+            json!({"refresh_token": second_rt}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let third = h.cred_from(&r);
+    let Cred::Bearer {
+        refresh: Some(third_rt),
+        ..
+    } = &third
+    else {
+        unreachable!()
+    };
 
     // Reusing the spent token is refused and revokes the family.
     let r = h
@@ -862,7 +907,7 @@ async fn refresh_rotates_and_detects_reuse(h: &Harness) {
             Method::POST,
             "/refresh",
             None,
-            json!({"refresh_token": second_rt}),
+            json!({"refresh_token": third_rt}),
         )
         .await;
     assert_eq!(
@@ -970,6 +1015,7 @@ macro_rules! common_tests {
             admin_needs_the_admin_role,
             logout_revokes_the_session,
             logout_all_revokes_every_session_of_the_subject,
+            logout_others_keeps_only_the_callers_session,
             sessions_lists_the_callers_sessions,
             delete_session_revokes_own_and_404s_others,
             account_email_needs_a_recent_authentication,
@@ -1157,8 +1203,14 @@ mod hybrid_specific {
             panic!("bearer")
         };
         let body = json!({"refresh_token": rt});
+        let r = h
+            .call_json(Method::POST, "/refresh", None, body.clone())
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+        // Spend the successor too, so the replay below is reuse within the grace window.
+        let next = json!({"refresh_token": r.json()["refresh_token"]});
         assert_eq!(
-            h.call_json(Method::POST, "/refresh", None, body.clone())
+            h.call_json(Method::POST, "/refresh", None, next)
                 .await
                 .status,
             StatusCode::OK

@@ -1402,6 +1402,8 @@ mod refresh {
         let second = h.cred_from(&r);
         assert_eq!(h.me(&second).await, StatusCode::OK);
 
+        // After the default 30 s grace window.
+        h.clock.advance(std::time::Duration::from_secs(31));
         let r = h.refresh(first.refresh()).await;
         expect(&r, StatusCode::UNAUTHORIZED, "reuse of the spent token");
         assert_eq!(r.error_code().as_deref(), Some("invalid_grant"));

@@ -1,9 +1,10 @@
 //! Races through the REAL demo router (in process, `oneshot`, multi-threaded runtime): every
 //! invariant must hold whatever the interleaving, and no request may answer 5xx.
 //!
-//! - 50 concurrent refreshes of one refresh token: exactly one 200; the other 49 are 401
-//!   `invalid_grant`, and since a spent token was presented again, the family dies (the winner's
-//!   new refresh and access tokens included, RFC 9700 §4.14.2).
+//! - 50 concurrent refreshes of one refresh token with no grace window: exactly one 200; the
+//!   other 49 are 401 `invalid_grant`, and since a spent token was presented again, the family
+//!   dies (the winner's new refresh and access tokens included, RFC 9700 §4.14.2). Under the
+//!   default grace window they are retries: all 200, exactly one live head afterwards.
 //! - Concurrent logins at the session limit (`session.max_sessions` in the demo's
 //!   `KeycardConfig`): with `reject`, exactly `max` logins succeed and the rest are 403; with
 //!   `evict_oldest`, all succeed and exactly `max` sessions stay live.
@@ -111,15 +112,69 @@ async fn fifty_concurrent_refreshes(h: Harness) {
     );
 }
 
+/// Reuse detection without a grace window: every second use of a refresh token is reuse.
+fn no_grace(config: &mut KeycardConfig) {
+    config.jwt.as_mut().expect("jwt config").refresh.grace = std::time::Duration::ZERO;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_refreshes_one_winner_sqlite() {
-    fifty_concurrent_refreshes(jwt_demo().await).await;
+    fifty_concurrent_refreshes(jwt(no_grace).await).await;
 }
 
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_refreshes_one_winner_postgres() {
-    fifty_concurrent_refreshes(pg::direct(StrategyKind::Jwt, |_| {}).await).await;
+    fifty_concurrent_refreshes(pg::direct(StrategyKind::Jwt, no_grace).await).await;
+}
+
+/// Under the default grace window (30 s) the fifty concurrent refreshes are retries of a lost
+/// response: each is answered 200 with a new head replacing the previous one, so exactly one of
+/// the fifty refresh tokens is live afterwards (the others are 401 `invalid_grant` without
+/// revoking anything), and the family lives on.
+async fn fifty_concurrent_refreshes_under_grace(h: Harness) {
+    const N: usize = 50;
+    let cred = h.alice().await;
+    let token = cred.refresh().to_owned();
+    let barrier = Arc::new(Barrier::new(N));
+    let mut tasks = JoinSet::new();
+    for _ in 0..N {
+        let (c, token, barrier) = (h.client.clone(), token.clone(), barrier.clone());
+        tasks.spawn(async move {
+            barrier.wait().await;
+            c.refresh(&token).await
+        });
+    }
+    let mut issued = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        let r = r.expect("task");
+        expect(&r, StatusCode::OK, "a retry within the grace window");
+        issued.push(h.cred_from(&r));
+    }
+    let mut live = 0;
+    for c in &issued {
+        let r = h.refresh(c.refresh()).await;
+        match r.status {
+            StatusCode::OK => live += 1,
+            StatusCode::UNAUTHORIZED => {
+                assert_eq!(r.error_code().as_deref(), Some("invalid_grant"));
+            }
+            other => panic!("unexpected {other}: {}", r.text()),
+        }
+    }
+    assert_eq!(live, 1, "exactly one live head");
+    assert_eq!(h.me(&cred).await, StatusCode::OK, "the family lives on");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_refreshes_under_grace_one_live_head_sqlite() {
+    fifty_concurrent_refreshes_under_grace(jwt_demo().await).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_refreshes_under_grace_one_live_head_postgres() {
+    fifty_concurrent_refreshes_under_grace(pg::direct(StrategyKind::Jwt, |_| {}).await).await;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -578,7 +578,11 @@ async fn jwt_app(transport: Option<TransportSettings>) -> (Client, Switchable, M
         Some("k1"),
     )
     .unwrap();
-    let strategy = JwtStrategy::builder(JwtConfig::new("https://auth.test", "https://api.test"))
+    // Every second use of a refresh token is reuse here (no grace window), so that the flows
+    // below report it.
+    let mut config = JwtConfig::new("https://auth.test", "https://api.test");
+    config.refresh.grace = std::time::Duration::ZERO;
+    let strategy = JwtStrategy::builder(config)
         .key_ring(Arc::new(ring))
         .refresh_store(Arc::new(store.clone()))
         .revocation_store(Arc::new(store.clone()))

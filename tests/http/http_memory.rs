@@ -138,24 +138,82 @@ mod double_submit {
     };
     use keycard::{
         Keycard,
-        csrf::{CsrfConfig, Secret},
+        csrf::{CsrfConfig, Secret, SecretKeys},
         strategy::{ServerSessions, ServerSettings},
     };
 
     /// The test app with the double-submit token required.
     fn app() -> Router {
+        with_keys(MemoryStore::new(), &["0123456789abcdef0123456789abcdef"])
+    }
+
+    /// The test app on `store` with the double-submit key list `keys` (the first signs).
+    fn with_keys(store: MemoryStore, keys: &[&str]) -> Router {
+        let keys = SecretKeys::new(keys.iter().map(|k| Secret((*k).to_owned())));
         let keycard = Keycard::builder()
             .strategy(ServerSessions::new(
-                Arc::new(MemoryStore::new()),
+                Arc::new(store),
                 ServerSettings::default(),
             ))
             .csrf(CsrfConfig {
-                double_submit_secret: Some(Secret("0123456789abcdef0123456789abcdef".into())),
+                double_submit_secret: Some(keys),
                 ..CsrfConfig::default()
             })
             .build()
             .unwrap();
         test_app::router(&keycard)
+    }
+
+    /// Rotating the secret: a token signed with the old key keeps working while the old key is
+    /// second in the list (no one is logged out or refused), and is refused once it is removed.
+    #[tokio::test]
+    async fn the_secret_rotates_without_refusing_issued_tokens() {
+        const OLD: &str = "old-secret-0123456789abcdef012345";
+        const NEW: &str = "new-secret-0123456789abcdef012345";
+        let store = MemoryStore::new();
+        let call = |app: &Router, req| {
+            let app = app.clone();
+            async move { outcome(send(&app, req).await) }
+        };
+        let before = with_keys(store.clone(), &[OLD]);
+        let (_, cookie) = call(
+            &before,
+            Request::post("/login").body(Body::empty()).unwrap(),
+        )
+        .await;
+        let (_, old_token) = call(&before, req("GET", "/token", &cookie, None)).await;
+
+        let during = with_keys(store.clone(), &[NEW, OLD]);
+        assert_eq!(
+            call(&during, req("POST", "/act", &cookie, Some(&old_token)))
+                .await
+                .0,
+            200,
+            "the old key still verifies"
+        );
+        let (_, new_token) = call(&during, req("GET", "/token", &cookie, None)).await;
+        assert_ne!(new_token, old_token, "the new key signs");
+        assert_eq!(
+            call(&during, req("POST", "/act", &cookie, Some(&new_token)))
+                .await
+                .0,
+            200
+        );
+
+        let after = with_keys(store, &[NEW]);
+        assert_eq!(
+            call(&after, req("POST", "/act", &cookie, Some(&old_token)))
+                .await
+                .0,
+            403,
+            "the removed key no longer verifies"
+        );
+        assert_eq!(
+            call(&after, req("POST", "/act", &cookie, Some(&new_token)))
+                .await
+                .0,
+            200
+        );
     }
 
     /// The status, and the cookie pair the response sets or else its body.
@@ -210,7 +268,7 @@ mod double_submit {
                 ServerSettings::default(),
             ))
             .csrf(CsrfConfig {
-                double_submit_secret: Some(Secret("short".into())),
+                double_submit_secret: Some(Secret("short".into()).into()),
                 ..CsrfConfig::default()
             })
             .build()

@@ -216,8 +216,9 @@ mod interrupted_refresh {
         proxy.cut();
         proxy.resume();
 
-        // Recovered: the old token either still works (the rotation rolled back) or is treated
-        // as spent, which kills the family (the rotation committed but its answer was lost).
+        // Recovered: the old token still works, either because the rotation rolled back or
+        // because it committed but its answer was lost and the retry is within the grace window
+        // (default 30 s). With no window the second case would kill the family.
         let mut outcome = None;
         for _ in 0..50 {
             match strategy

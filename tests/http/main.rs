@@ -7,7 +7,9 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod bearer_sessions;
 mod client_policy;
+mod cookie_scope;
 mod http_memory;
 mod http_redis;
 mod http_sql;

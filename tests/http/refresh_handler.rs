@@ -1,16 +1,17 @@
 //! The ready-made `POST /refresh` handler.
 #![cfg(feature = "jwt")]
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use axum::{
     Router,
     body::Body,
     http::{Request, header},
-    routing::post,
+    routing::{get, post},
 };
 use keycard::{
     Keycard, Principal, SessionStrategy,
+    clock::ManualClock,
     jwt::{JwtConfig, JwtStrategy},
     store::MemoryStore,
     strategy::ClientMeta,
@@ -31,14 +32,26 @@ async fn send_refresh(app: &Router, body: &str) -> (u16, Option<String>, Value) 
     (resp.status.as_u16(), cache, resp.json_or_null())
 }
 
+/// `GET /me` with the access token of a refresh response: the status.
+async fn me_with(app: &Router, refreshed: &Value) -> u16 {
+    let token = refreshed["access_token"].as_str().unwrap();
+    let req = Request::get("/me")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    send(app, req).await.status.as_u16()
+}
+
 #[tokio::test]
 async fn rotates_and_refuses_reuse_and_garbage() {
     let mut config = JwtConfig::new("https://issuer.test", "https://api.test");
     config.ephemeral_key = true;
     let store = Arc::new(MemoryStore::new());
+    let clock = ManualClock::new();
     let strategy = JwtStrategy::builder(config)
         .refresh_store(store.clone())
         .revocation_store(store)
+        .clock(Arc::new(clock.clone()))
         .build()
         .unwrap();
     strategy.ready().await.unwrap();
@@ -49,6 +62,10 @@ async fn rotates_and_refuses_reuse_and_garbage() {
     let keycard = Keycard::builder().jwt(strategy).build().unwrap();
     let app = Router::new()
         .route("/refresh", post(keycard::handlers::refresh))
+        .route(
+            "/me",
+            get(|p: Principal| async move { p.subject().to_owned() }),
+        )
         .layer(keycard.layer());
     let rt = issued.refresh_token.unwrap();
     let body = json!({"refresh_token": rt.expose_secret()}).to_string();
@@ -61,12 +78,32 @@ async fn rotates_and_refuses_reuse_and_garbage() {
     assert_ne!(json["refresh_token"].as_str().unwrap(), rt.expose_secret());
     assert!(json["expires_in"].as_u64().unwrap() > 0);
 
-    // Reuse of the spent token: invalid_grant, and the family dies.
+    let lost = json;
+
+    // The response was lost: a retry with the spent token within the default 30 s grace window
+    // gets a working new head, and the successor the client never received is dead.
+    clock.advance(Duration::from_secs(20));
+    let (status, _, retry) = send_refresh(&app, &body).await;
+    assert_eq!(status, 200, "{retry}");
+    assert_eq!(me_with(&app, &retry).await, 200);
+    let lost_body = json!({"refresh_token": lost["refresh_token"]}).to_string();
+    let (status, _, json) = send_refresh(&app, &lost_body).await;
+    assert_eq!(
+        (status, json["error"].as_str()),
+        (401, Some("invalid_grant"))
+    );
+
+    // Reuse of the spent token after the window: invalid_grant, and the family dies (the
+    // retry's refresh and access tokens included).
+    clock.advance(Duration::from_secs(11));
     let (status, _, json) = send_refresh(&app, &body).await;
     assert_eq!(
         (status, json["error"].as_str()),
         (401, Some("invalid_grant"))
     );
+    let retry_body = json!({"refresh_token": retry["refresh_token"]}).to_string();
+    assert_eq!(send_refresh(&app, &retry_body).await.0, 401);
+    assert_eq!(me_with(&app, &retry).await, 401);
 
     for bad in ["", "{}", "not json", r#"{"refresh_token": 42}"#] {
         let (status, _, _) = send_refresh(&app, bad).await;

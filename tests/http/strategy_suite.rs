@@ -337,6 +337,7 @@ macro_rules! strategy_suite {
             check!(require_role_guards_the_route, $make);
             check!(logout_refuses_the_credential, $make);
             check!(logout_all_ends_every_session_of_the_subject, $make);
+            check!(logout_others_keeps_the_current_session, $make);
             check!(listing_marks_the_current_session, $make);
             check!(revoking_one_session, $make);
             check!(rotation_after_privilege_change, $make);

@@ -136,7 +136,7 @@ fn defaults_and_unknown_fields() {
     assert_eq!(c.revocation_poll_interval, Duration::from_secs(1));
     assert_eq!(c.refresh.idle, Duration::from_secs(7 * 86_400));
     assert_eq!(c.refresh.absolute, Duration::from_secs(30 * 86_400));
-    assert_eq!(c.refresh.grace, Duration::ZERO);
+    assert_eq!(c.refresh.grace, Duration::from_secs(30));
     assert_eq!(c, JwtConfig::new(ISSUER, AUDIENCE));
     for bad in [
         "issuer = \"a\"\naudience = \"b\"\nalgorithm = \"none\"\n",

@@ -103,7 +103,8 @@ async fn reuse_kills_the_family_and_its_access_tokens() {
     let other = h.login("alice").await;
     let t1 = refresh_token(&first);
     let second = h.strategy.refresh(&t1, &meta()).await.unwrap();
-    // An attacker replays the spent token.
+    // An attacker replays the spent token after the default 30 s grace window.
+    h.clock.advance(Duration::from_secs(31));
     let reuse = h.strategy.refresh(&t1, &meta()).await;
     assert_kind(reuse, ErrorKind::InvalidGrant);
     let family = first.principal.session().id.clone();
@@ -125,8 +126,8 @@ async fn reuse_kills_the_family_and_its_access_tokens() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fifty_concurrent_refreshes_have_one_winner() {
-    let h = harness(Algorithm::EdDSA).await;
+async fn fifty_concurrent_refreshes_have_one_winner_without_grace() {
+    let h = harness_with(Algorithm::EdDSA, |c| c.refresh.grace = Duration::ZERO).await;
     let token = refresh_token(&h.login("alice").await);
     let strategy = h.strategy.clone();
     let barrier = Arc::new(tokio::sync::Barrier::new(50));
@@ -153,6 +154,79 @@ async fn fifty_concurrent_refreshes_have_one_winner() {
     h.log
         .wait_for(|e| matches!(e, SecurityEvent::RefreshReuseDetected { .. }))
         .await;
+}
+
+/// Under the default grace window, fifty concurrent refreshes with one token are fifty retries:
+/// each gets a new head replacing the previous one, so exactly one refresh token is live after
+/// them, and no reuse is reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_refreshes_under_default_grace_leave_one_live_head() {
+    let h = harness(Algorithm::EdDSA).await;
+    let first = h.login("alice").await;
+    let token = refresh_token(&first);
+    let barrier = Arc::new(tokio::sync::Barrier::new(50));
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let (s, t, b) = (h.strategy.clone(), token.clone(), barrier.clone());
+            tokio::spawn(async move {
+                b.wait().await;
+                s.refresh(&t, &ClientMeta::default()).await
+            })
+        })
+        .collect();
+    let mut issued = Vec::new();
+    for task in tasks {
+        issued.push(refresh_token(&task.await.unwrap().unwrap()));
+    }
+    let mut live = 0;
+    for t in &issued {
+        match h.strategy.refresh(t, &meta()).await {
+            Ok(_) => live += 1,
+            Err(e) => assert_eq!(e.kind(), ErrorKind::InvalidGrant, "{e:?}"),
+        }
+    }
+    assert_eq!(live, 1, "exactly one live head");
+    assert_eq!(h.strategy.list("alice").await.unwrap().len(), 1);
+    h.auth(&access(&first)).await.unwrap();
+    assert!(
+        !h.log
+            .snapshot()
+            .iter()
+            .any(|e| matches!(e, SecurityEvent::RefreshReuseDetected { .. }))
+    );
+}
+
+/// The default window lets a client that lost the refresh response retry with its spent token;
+/// the successor it never received is dead, the retry's head works, and a replay after the
+/// window revokes the family.
+#[tokio::test]
+async fn default_grace_lets_a_lost_response_be_retried() {
+    let h = harness(Algorithm::EdDSA).await;
+    let t1 = refresh_token(&h.login("alice").await);
+    let lost = h.strategy.refresh(&t1, &meta()).await.unwrap();
+    h.clock.advance(Duration::from_secs(20));
+    let retry = h.strategy.refresh(&t1, &meta()).await.unwrap();
+    h.auth(&access(&retry)).await.unwrap();
+    assert_kind(
+        h.strategy.refresh(&refresh_token(&lost), &meta()).await,
+        ErrorKind::InvalidGrant,
+    );
+    let next = h
+        .strategy
+        .refresh(&refresh_token(&retry), &meta())
+        .await
+        .unwrap();
+    // t1 is past its window (and no longer the predecessor of the head): reuse kills the family.
+    h.clock.advance(Duration::from_secs(11));
+    assert_kind(
+        h.strategy.refresh(&t1, &meta()).await,
+        ErrorKind::InvalidGrant,
+    );
+    assert_kind(
+        h.strategy.refresh(&refresh_token(&next), &meta()).await,
+        ErrorKind::InvalidGrant,
+    );
+    assert!(h.strategy.list("alice").await.unwrap().is_empty());
 }
 
 #[tokio::test]

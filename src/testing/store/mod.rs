@@ -58,11 +58,11 @@ pub use data::{
     session_data_rotate_carries_data, session_data_round_trip,
 };
 pub use refresh::{
-    refresh_concurrent_rotation_has_one_winner, refresh_delete_all,
-    refresh_delete_family_is_scoped_to_subject, refresh_expired_is_invalid, refresh_family_live,
-    refresh_grace_window, refresh_insert_is_insert_if_absent, refresh_list_live_heads_oldest_first,
-    refresh_rotate_conflict_changes_nothing, refresh_rotate_then_reuse_revokes_family,
-    refresh_sweep_removes_dead_families,
+    refresh_concurrent_grace_retries_leave_one_head, refresh_concurrent_rotation_has_one_winner,
+    refresh_delete_all, refresh_delete_family_is_scoped_to_subject, refresh_expired_is_invalid,
+    refresh_family_live, refresh_grace_window, refresh_insert_is_insert_if_absent,
+    refresh_list_live_heads_oldest_first, refresh_rotate_conflict_changes_nothing,
+    refresh_rotate_then_reuse_revokes_family, refresh_sweep_removes_dead_families,
 };
 pub use revocation::{
     revocation_epoch_only_moves_forward, revocation_jti_denylist, revocation_subscribe_delivers,
@@ -111,7 +111,8 @@ pub async fn refresh_store(store: Arc<dyn RefreshStore>) {
     refresh_grace_window(store.clone()).await;
     refresh_rotate_conflict_changes_nothing(store.clone()).await;
     refresh_concurrent_rotation_has_one_winner(store.clone()).await;
-    family_data_lives_with_the_family(store).await;
+    family_data_lives_with_the_family(store.clone()).await;
+    refresh_concurrent_grace_retries_leave_one_head(store).await;
 }
 
 /// Runs every [`RevocationStore`] check against `store`, one after another.

@@ -473,3 +473,59 @@ pub async fn refresh_concurrent_rotation_has_one_winner(store: Arc<dyn RefreshSt
     )));
     assert!(!store.family_live(&record.family, t0).await.unwrap());
 }
+
+/// Retries of one spent token within the grace window (a client that lost the response, or
+/// twenty of them at once): every retry is exchanged, each new head replacing the previous
+/// unused one, so exactly one of the issued tokens is live afterwards; the others are invalid
+/// (not reuse) and the family stays live.
+pub async fn refresh_concurrent_grace_retries_leave_one_head(store: Arc<dyn RefreshStore>) {
+    let t0 = now();
+    let user = subject();
+    let record = refresh(&user, t0, secs(3600), secs(86_400));
+    store.insert(&record).await.unwrap();
+    let first = token();
+    rotated(store.rotate(graced(&record.id, &first, t0)).await.unwrap());
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            let (presented, next) = (record.id, token());
+            tokio::spawn(async move {
+                let outcome = store.rotate(graced(&presented, &next, t0 + secs(1))).await;
+                (next, outcome)
+            })
+        })
+        .collect();
+    let mut issued = vec![first];
+    for task in tasks {
+        let (next, outcome) = task.await.unwrap();
+        assert_eq!(rotated(outcome.unwrap()).id, next);
+        issued.push(next);
+    }
+    let heads = store.list(&user, t0 + secs(1)).await.unwrap();
+    assert_eq!(heads.len(), 1, "exactly one live head: {heads:?}");
+    let head = heads[0].id;
+    assert!(issued.contains(&head));
+    for id in issued.iter().filter(|id| **id != head) {
+        assert_eq!(
+            store
+                .rotate(graced(id, &token(), t0 + secs(2)))
+                .await
+                .unwrap(),
+            RotateOutcome::Invalid,
+            "a replaced successor is gone"
+        );
+    }
+    assert!(
+        store
+            .family_live(&record.family, t0 + secs(2))
+            .await
+            .unwrap()
+    );
+    // The live head still rotates.
+    rotated(
+        store
+            .rotate(graced(&head, &token(), t0 + secs(2)))
+            .await
+            .unwrap(),
+    );
+}

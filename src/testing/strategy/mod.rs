@@ -103,7 +103,7 @@ pub use reissue::{
 };
 pub use sessions::{
     listing_marks_the_current_session, logout_all_ends_every_session_of_the_subject,
-    logout_refuses_the_credential, revoking_one_session,
+    logout_others_keeps_the_current_session, logout_refuses_the_credential, revoking_one_session,
 };
 
 /// What the strategy suite needs from the strategy under test: a way to build it, the
@@ -241,6 +241,7 @@ pub async fn run(harness: &dyn StrategyHarness) {
     require_role_guards_the_route(harness).await;
     logout_refuses_the_credential(harness).await;
     logout_all_ends_every_session_of_the_subject(harness).await;
+    logout_others_keeps_the_current_session(harness).await;
     listing_marks_the_current_session(harness).await;
     revoking_one_session(harness).await;
     rotation_after_privilege_change(harness).await;

@@ -137,8 +137,10 @@ pub async fn high_risk_demands_a_recent_authentication(harness: &dyn StrategyHar
 }
 
 /// With refresh tokens: a refresh hands out a new access and refresh token in the same session;
-/// presenting the spent refresh token again is refused and ends the session (its access tokens
-/// included); a made-up refresh token is refused. Without: every refresh is `invalid_grant`.
+/// once its successor has been used too, presenting the spent refresh token again is refused and
+/// ends the session (its access tokens included), whatever grace window the strategy allows a
+/// lost response (at most the immediate predecessor of an unused head); a made-up refresh token
+/// is refused. Without: every refresh is `invalid_grant`.
 pub async fn refresh_exchanges_tokens(harness: &dyn StrategyHarness) {
     let app = App::new(harness).await;
     let user = subject();
@@ -168,6 +170,8 @@ pub async fn refresh_exchanges_tokens(harness: &dyn StrategyHarness) {
     let me = app.me(&next).await;
     assert_eq!(me["subject"], user.as_str());
     assert_eq!(me["session"], session, "the same session");
+    // The client goes on with its new token, so the first is no grace-window retry.
+    let next = app.refreshed(&next).await;
 
     let reused = app.refresh(&cred).await;
     assert_eq!(

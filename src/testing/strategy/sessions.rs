@@ -105,6 +105,59 @@ pub async fn logout_all_ends_every_session_of_the_subject(harness: &dyn Strategy
     );
 }
 
+/// Logging out the other sessions ends every other session of the subject (refresh tokens
+/// included) and keeps the caller's (its credential keeps working, no cookie is removed), and no
+/// session of another subject; without a credential it is a 401.
+pub async fn logout_others_keeps_the_current_session(harness: &dyn StrategyHarness) {
+    let app = App::new(harness).await;
+    let (user, bystander) = (subject(), subject());
+    let a = app.login(&user, &[]).await;
+    let b = app.login(&user, &[]).await;
+    let c = app.login(&user, &[]).await;
+    let x = app.login(&bystander, &[]).await;
+
+    let anonymous = app.post("/logout-others", None, json!({})).await;
+    assert_eq!(
+        anonymous.status,
+        StatusCode::UNAUTHORIZED,
+        "logout-others without a credential"
+    );
+    let reply = app.post("/logout-others", Some(&a), json!({})).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT, "logout-others");
+    assert!(
+        !app.clears_cookie(&reply),
+        "logout-others keeps the caller's cookie"
+    );
+    for (name, cred) in [("a second", &b), ("a third", &c)] {
+        assert_eq!(
+            app.status("/me", cred).await,
+            StatusCode::UNAUTHORIZED,
+            "{name} session of the subject"
+        );
+        if app.refreshes {
+            assert!(refresh_refused(&app, cred).await, "{name} refresh token");
+        }
+    }
+    assert_eq!(
+        app.me(&a).await["subject"],
+        user.as_str(),
+        "the caller's session lives on"
+    );
+    let listed = app.get("/sessions", Some(&a)).await.json();
+    let listed = listed.as_array().expect("a list of sessions");
+    assert_eq!(listed.len(), 1, "only the caller's session is left");
+    assert_eq!(listed[0]["current"], true);
+    assert_eq!(
+        app.me(&x).await["subject"],
+        bystander.as_str(),
+        "another subject"
+    );
+    if app.refreshes {
+        let renewed = app.refreshed(&a).await;
+        assert_eq!(app.me(&renewed).await["subject"], user.as_str());
+    }
+}
+
 /// Listing shows the subject's live sessions (and no one else's), with handles that are not the
 /// credential, and `current` marking exactly the caller's.
 pub async fn listing_marks_the_current_session(harness: &dyn StrategyHarness) {
