@@ -1,16 +1,5 @@
 //! [`KeycardConfig::from_env`]: a config file named by `KEYCARD_CONFIG`, with the environment on
 //! top, exactly as the demo server and the `keycard` operator CLI read it.
-//!
-//! | variable | meaning |
-//! |---|---|
-//! | `KEYCARD_CONFIG` | path of a TOML config file (default: no file, strategy `database`) |
-//! | `KEYCARD_STRATEGY` | `database`, `redis`, `jwt` or `hybrid` |
-//! | `DATABASE_URL` | `sqlite:`, `postgres:` or `mysql:` URL (default `sqlite://keycard-demo.db`) |
-//! | `REDIS_URL` | one Redis node (default `redis://127.0.0.1:6379` for the `redis` strategy) |
-//! | `REDIS_CLUSTER_URLS` | comma-separated Redis Cluster seed nodes |
-//! | `KEYCARD_SESSION_CACHE` | `on` turns on the server-session read cache (`off` turns it off) |
-//!
-//! Empty variables count as unset.
 
 use std::path::Path;
 
@@ -20,17 +9,26 @@ use crate::{
 };
 
 /// The SQL store used when neither the file nor the environment names one.
-pub const DEFAULT_DATABASE_URL: &str = "sqlite://keycard-demo.db";
+const DEFAULT_DATABASE_URL: &str = "sqlite://keycard-demo.db";
 /// The Redis node of the `redis` strategy when neither the file nor the environment names one.
-pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 /// `iss` and `aud` of the tokens when the config sets no `[jwt]` section.
 #[cfg(feature = "jwt")]
 const DEFAULT_ISSUER: &str = "keycard-demo";
 
 impl KeycardConfig {
     /// The config the demo server and the `keycard` CLI run with: the TOML file named by
-    /// `KEYCARD_CONFIG` (or the `database` strategy's defaults without one), then the
-    /// environment variables listed in the [module docs](crate::config_env) on top of it.
+    /// `KEYCARD_CONFIG` (or the `database` strategy's defaults without one), then these
+    /// environment variables on top of it (empty ones count as unset):
+    ///
+    /// | variable | meaning |
+    /// |---|---|
+    /// | `KEYCARD_CONFIG` | path of a TOML config file ([`KeycardConfig::from_toml`]) |
+    /// | `KEYCARD_STRATEGY` | `database`, `redis`, `jwt` or `hybrid` |
+    /// | `DATABASE_URL` | `sqlite:`, `postgres:` or `mysql:` URL: `database.url` |
+    /// | `REDIS_URL` | one Redis node: `redis.url` (clears `redis.cluster_urls`) |
+    /// | `REDIS_CLUSTER_URLS` | comma-separated Redis Cluster seed nodes: `redis.cluster_urls` |
+    /// | `KEYCARD_SESSION_CACHE` | `on` turns on the server-session read cache (`[session.cache]` at its defaults unless the file sets it), `off` turns it off |
     ///
     /// Defaults fill what neither names: the `redis` strategy uses `redis://127.0.0.1:6379`; the
     /// `database` strategy, and `jwt`/`hybrid` without a Redis store, use SQLite at
@@ -40,7 +38,7 @@ impl KeycardConfig {
     /// dies with the process.
     ///
     /// # Errors
-    /// [`ErrorKind::Config`](crate::ErrorKind::Config) naming the file or variable at fault: an
+    /// [`ErrorKind::Config`] naming the file or variable at fault: an
     /// unreadable or invalid file, an unknown strategy, a `KEYCARD_SESSION_CACHE` other than
     /// `on`/`off`.
     pub fn from_env() -> Result<Self> {

@@ -7,7 +7,7 @@ mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod config_env;
+mod config_env;
 mod context;
 mod credential;
 pub mod csrf;

@@ -96,7 +96,6 @@ impl Env {
     /// Starts the demo in this environment.
     fn demo(&self) -> Launched {
         let mut cmd = demo_bin::command(&self.dir);
-        cmd.env_remove("KEYCARD_SESSION_CACHE");
         cmd.envs(self.vars.iter().chain(&self.demo_vars).map(|(k, v)| (k, v)));
         demo_bin::launch(cmd, &self.dir.join("demo-stderr.log"), |_| {})
     }
