@@ -293,6 +293,56 @@ async fn sessions_on_redis_cluster() {
     sessions_round_trip(&env, "redis").await;
 }
 
+/// The `jwt` strategy on Redis: the CLI lists alice's refresh family and `revoke-all` ends it
+/// and voids her access token on the running demo (through the epoch it publishes).
+#[tokio::test]
+async fn jwt_sessions_on_redis() {
+    let config = redis_config().replace("strategy = \"redis\"", "strategy = \"jwt\"");
+    let env = Env::new(&[("REDIS_URL", &crate::common::redis_url())], Some(&config));
+    let demo = env.demo();
+    let login = http(&demo.addr, "POST", "/login", None, ALICE).await;
+    assert_eq!(login.status, 200, "{}", login.body);
+    let tokens = login.json();
+    let bearer = format!(
+        "Bearer {}",
+        tokens["access_token"].as_str().expect("access token")
+    );
+    let me = |addr: String, bearer: String| async move {
+        demo_bin::exchange(
+            &addr,
+            "GET",
+            "/me",
+            &[("Authorization", &bearer)],
+            "",
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .status
+    };
+    assert_eq!(me(demo.addr.clone(), bearer.clone()).await, 200);
+
+    let listed = env.keycard(&["--json", "sessions", "list", "alice"]).json();
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    let all = env
+        .keycard(&["--json", "sessions", "revoke-all", "alice"])
+        .json();
+    assert_eq!(all["revoked"], 1, "{all}");
+    let exited = Instant::now();
+    while me(demo.addr.clone(), bearer.clone()).await != 401 {
+        assert!(
+            exited.elapsed() < Duration::from_secs(2),
+            "access token still accepted"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let body = format!(r#"{{"refresh_token":{}}}"#, tokens["refresh_token"]);
+    let refreshed = http(&demo.addr, "POST", "/refresh", None, &body).await;
+    assert_eq!(refreshed.status, 401, "{}", refreshed.body);
+    let listed = env.keycard(&["--json", "sessions", "list", "alice"]).json();
+    assert_eq!(listed, Value::Array(vec![]));
+}
+
 /// `keycard sessions revoke-all alice` while the demo serves alice from its read cache: the
 /// revocation feed makes the demo refuse her cookie within 100 ms of the CLI exiting. The CLI
 /// runs without `KEYCARD_SESSION_CACHE`: it publishes its revocations regardless.
