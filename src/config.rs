@@ -361,7 +361,7 @@ pub struct DatabaseConfig {
     pub migrate: bool,
 }
 
-fn default_max_connections() -> u32 {
+pub(crate) fn default_max_connections() -> u32 {
     10
 }
 

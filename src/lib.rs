@@ -3,8 +3,11 @@
 #![warn(missing_docs)]
 
 mod auth;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod clock;
 pub mod config;
+mod config_env;
 mod context;
 mod credential;
 pub mod csrf;

@@ -11,6 +11,10 @@
 //! | `REDIS_URL` | one Redis node | `redis://127.0.0.1:6379` for the `redis` strategy |
 //! | `REDIS_CLUSTER_URLS` | comma-separated Redis Cluster seed nodes | — |
 //! | `KEYCARD_TRANSPORT` | `database`/`redis`: `cookie`, `bearer` (the login JSON carries `session_token`, no cookie) or `both` | `cookie` |
+//! | `KEYCARD_SESSION_CACHE` | `on`: the server-session read cache | off |
+//!
+//! The file and the variables are read by [`KeycardConfig::from_env`], as the `keycard` operator
+//! CLI reads them.
 //!
 //! `jwt` and `hybrid` keep their refresh families in the Redis store when one is named, else in
 //! the SQL store (SQLite by default). Without configured keys the JWT strategy signs with an
@@ -23,15 +27,10 @@ mod app;
 
 use std::{error::Error as StdError, net::SocketAddr, process::ExitCode};
 
-use keycard::{
-    Keycard, KeycardConfig, StrategyKind,
-    config::{DatabaseConfig, RedisConfig},
-};
+use keycard::{Keycard, KeycardConfig, StrategyKind};
 use tracing_subscriber::EnvFilter;
 
 const DEFAULT_ADDR: &str = "127.0.0.1:3000";
-const DEFAULT_DATABASE_URL: &str = "sqlite://keycard-demo.db";
-const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -85,128 +84,30 @@ async fn run() -> Result<(), String> {
     .map_err(|e| format!("server error: {}", one_line(&e)))
 }
 
-/// The config file (if any) with the environment applied on top, and remarks for the start-up
-/// line (such as an ephemeral signing key).
+/// The config file (if any) with the environment applied on top (shared with the `keycard`
+/// CLI: [`KeycardConfig::from_env`]), and remarks for the start-up line (such as an ephemeral
+/// signing key).
 fn load_config() -> Result<(KeycardConfig, String), String> {
-    let mut config = match std::env::var_os("KEYCARD_CONFIG") {
-        Some(path) => {
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                format!(
-                    "cannot read KEYCARD_CONFIG `{}`: {e}",
-                    path.to_string_lossy()
-                )
-            })?;
-            KeycardConfig::from_toml(&text).map_err(|e| {
-                format!(
-                    "KEYCARD_CONFIG `{}`: {}",
-                    path.to_string_lossy(),
-                    one_line(&e)
-                )
-            })?
-        }
-        None => KeycardConfig::new(StrategyKind::Database),
-    };
-    if let Some(name) = env("KEYCARD_STRATEGY") {
-        config.strategy = serde_json::from_value(serde_json::Value::String(name.clone()))
-            .map_err(|e| format!("invalid KEYCARD_STRATEGY `{name}`: {e}"))?;
-    }
-    if let Some(name) = env("KEYCARD_TRANSPORT") {
-        config.transport = Some(
-            serde_json::from_value(serde_json::Value::String(name.clone()))
-                .map_err(|e| format!("invalid KEYCARD_TRANSPORT `{name}`: {e}"))?,
-        );
-    }
-    if let Some(url) = env("DATABASE_URL") {
-        match &mut config.database {
-            Some(db) => db.url = url,
-            None => config.database = Some(database(url)),
-        }
-    }
-    if let Some(url) = env("REDIS_URL") {
-        let redis = config.redis.get_or_insert_with(RedisConfig::default);
-        redis.url = Some(url);
-        redis.cluster_urls.clear();
-    }
-    if let Some(urls) = env("REDIS_CLUSTER_URLS") {
-        let redis = config.redis.get_or_insert_with(RedisConfig::default);
-        redis.cluster_urls = urls
-            .split(',')
-            .map(str::trim)
-            .filter(|u| !u.is_empty())
-            .map(str::to_owned)
-            .collect();
-        if env("REDIS_URL").is_none() {
-            redis.url = None;
-        }
-    }
-    match config.strategy {
-        StrategyKind::Redis => {
-            if config.redis.is_none() {
-                config.redis = Some(RedisConfig {
-                    url: Some(DEFAULT_REDIS_URL.into()),
-                    ..RedisConfig::default()
-                });
-            }
-        }
-        // `database`, and the refresh-family store of `jwt`/`hybrid` when no Redis is named.
-        _ => {
-            let tokens_in_redis = config.strategy.uses_tokens() && config.redis.is_some();
-            if config.database.is_none() && !tokens_in_redis {
-                config.database = Some(database(DEFAULT_DATABASE_URL.into()));
-            }
-        }
-    }
-    let notes = signing_key_notes(&mut config)?;
+    let config = KeycardConfig::from_env().map_err(|e| e.message().to_owned())?;
+    let notes = signing_key_notes(&config);
     Ok((config, notes))
 }
 
 /// `jwt`/`hybrid` without configured keys: an ephemeral Ed25519 key, said so on the start line.
 #[cfg(feature = "jwt")]
-fn signing_key_notes(config: &mut KeycardConfig) -> Result<String, String> {
-    if !config.strategy.uses_tokens() {
-        return Ok(String::new());
+fn signing_key_notes(config: &KeycardConfig) -> String {
+    match &config.jwt {
+        Some(jwt) if config.strategy.uses_tokens() && jwt.ephemeral_key && jwt.keys.is_empty() => {
+            ", signing key: ephemeral Ed25519 generated at start, tokens end with the process"
+                .into()
+        }
+        _ => String::new(),
     }
-    let jwt = config
-        .jwt
-        .get_or_insert_with(|| keycard::jwt::JwtConfig::new(DEMO_ISSUER, DEMO_AUDIENCE));
-    if jwt.keys.is_empty() && jwt.jwks.is_none() {
-        jwt.ephemeral_key = true;
-    }
-    Ok(if jwt.ephemeral_key && jwt.keys.is_empty() {
-        ", signing key: ephemeral Ed25519 generated at start, tokens end with the process".into()
-    } else {
-        String::new()
-    })
 }
-
-/// `iss` and `aud` of the demo's tokens when the config file sets no `[jwt]` section.
-#[cfg(feature = "jwt")]
-const DEMO_ISSUER: &str = "keycard-demo";
-#[cfg(feature = "jwt")]
-const DEMO_AUDIENCE: &str = "keycard-demo";
 
 #[cfg(not(feature = "jwt"))]
-fn signing_key_notes(_config: &mut KeycardConfig) -> Result<String, String> {
-    Ok(String::new())
-}
-
-fn database(url: String) -> DatabaseConfig {
-    // Round-trip through serde so the file format's defaults (pool size, migrations) apply.
-    toml::from_str::<DatabaseConfig>(&format!("url = {}", toml_string(&url))).unwrap_or(
-        DatabaseConfig {
-            url,
-            max_connections: 10,
-            migrate: true,
-        },
-    )
-}
-
-fn toml_string(s: &str) -> String {
-    serde_json::Value::String(s.to_owned()).to_string()
-}
-
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+fn signing_key_notes(_config: &KeycardConfig) -> String {
+    String::new()
 }
 
 /// Which store the strategy uses, with any password in a URL masked.

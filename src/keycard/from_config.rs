@@ -95,7 +95,7 @@ impl Keycard {
     }
 }
 
-fn transport_settings(config: &KeycardConfig) -> Result<TransportSettings> {
+pub(crate) fn transport_settings(config: &KeycardConfig) -> Result<TransportSettings> {
     let tokens = config.strategy.uses_tokens();
     let c = &config.cookie;
     // With a domain, the default name becomes `__Secure-keycard`; another `__Host-` name with a
@@ -129,7 +129,7 @@ fn transport_settings(config: &KeycardConfig) -> Result<TransportSettings> {
 }
 
 #[cfg(feature = "_sql")]
-async fn sql_store(config: &KeycardConfig) -> Result<crate::store::sql::SqlStore> {
+pub(crate) async fn sql_store(config: &KeycardConfig) -> Result<crate::store::sql::SqlStore> {
     let db = config
         .database
         .as_ref()
@@ -162,7 +162,7 @@ async fn sql_session_store(config: &KeycardConfig) -> Result<ServerStores> {
 }
 
 #[cfg(feature = "redis")]
-async fn redis_store(config: &KeycardConfig) -> Result<crate::store::redis::RedisStore> {
+pub(crate) async fn redis_store(config: &KeycardConfig) -> Result<crate::store::redis::RedisStore> {
     use crate::store::redis::{RedisOptions, RedisStore};
     let r = config
         .redis

@@ -2,7 +2,7 @@
 
 use std::{fmt, sync::Arc, time::Duration};
 
-mod from_config;
+pub(crate) mod from_config;
 
 use crate::{
     clock::{Clock, SystemClock},

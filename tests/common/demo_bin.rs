@@ -52,6 +52,8 @@ pub fn command(dir: &Path) -> Command {
         "DATABASE_URL",
         "REDIS_URL",
         "REDIS_CLUSTER_URLS",
+        "KEYCARD_SESSION_CACHE",
+        "KEYCARD_TRANSPORT",
         "RUST_LOG",
     ] {
         cmd.env_remove(var);

@@ -4,6 +4,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod cli;
 mod demo_bearer;
 mod demo_e2e;
 mod demo_instances;
