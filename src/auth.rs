@@ -55,21 +55,26 @@ impl<S: Send + Sync> FromRequestParts<S> for Auth {
     type Rejection = Rejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let ctx = context(parts)?.clone();
-        let user_agent = parts
-            .headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|s| truncate(s, 256).to_owned());
-        let ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip());
         Ok(Self {
-            ctx,
-            meta: ClientMeta { user_agent, ip },
+            ctx: context(parts)?.clone(),
+            meta: client_meta(parts),
         })
     }
+}
+
+/// The client facts recorded with new sessions: its `User-Agent` (at most 256 bytes) and, when
+/// the server provides `ConnectInfo`, its address.
+pub(crate) fn client_meta(parts: &Parts) -> ClientMeta {
+    let user_agent = parts
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| truncate(s, 256).to_owned());
+    let ip = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    ClientMeta { user_agent, ip }
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -90,10 +95,10 @@ impl Auth {
 
     /// The principal, if the request is authenticated; `Ok(None)` when no credential was sent.
     pub async fn principal(&self) -> Result<Option<Principal>, Rejection> {
-        if !self.ctx.has_credential() {
-            return Ok(None);
-        }
-        resolve(&self.ctx).await.map(Some)
+        self.ctx
+            .principal()
+            .await
+            .map_err(|kind| self.reject(Error::new(kind)))
     }
 
     async fn current(&self) -> Result<Principal, Rejection> {
@@ -139,6 +144,10 @@ impl Auth {
             .await
             .map_err(|e| self.reject(e))?;
         self.ctx.issue(&issued);
+        self.ctx
+            .data_moved(&issued.principal, false)
+            .await
+            .map_err(|e| self.reject(e))?;
         Ok(issued)
     }
 
@@ -152,6 +161,7 @@ impl Auth {
             .await
             .map_err(|e| self.reject(e))?;
         self.ctx.clear();
+        self.ctx.data_ended();
         Ok(())
     }
 
@@ -167,6 +177,7 @@ impl Auth {
             .await
             .map_err(|e| self.reject(e))?;
         self.ctx.clear();
+        self.ctx.data_ended();
         Ok(n)
     }
 
@@ -259,30 +270,30 @@ impl Auth {
 
     /// Replaces the session ID (after a privilege change, with new roles in `spec`).
     pub async fn rotate(&self, spec: Option<PrincipalSpec>) -> Result<Issued, Rejection> {
-        let current = self.current().await?;
-        let issued = self
-            .ctx
-            .shared
-            .strategy
-            .reissue(&current, Reissue::Rotate(spec))
-            .await
-            .map_err(|e| self.reject(e))?;
-        self.ctx.issue(&issued);
-        Ok(issued)
+        self.reissue(Reissue::Rotate(spec)).await
     }
 
     /// Records a fresh authentication (step-up, after re-checking the password) without a new
     /// login: the credentials are rotated with a new authentication time.
     pub async fn step_up(&self) -> Result<Issued, Rejection> {
+        self.reissue(Reissue::StepUp(&self.meta)).await
+    }
+
+    /// Fresh credentials for the current session; its data goes with them.
+    async fn reissue(&self, change: Reissue<'_>) -> Result<Issued, Rejection> {
         let current = self.current().await?;
         let issued = self
             .ctx
             .shared
             .strategy
-            .reissue(&current, Reissue::StepUp(&self.meta))
+            .reissue(&current, change)
             .await
             .map_err(|e| self.reject(e))?;
         self.ctx.issue(&issued);
+        self.ctx
+            .data_moved(&issued.principal, true)
+            .await
+            .map_err(|e| self.reject(e))?;
         Ok(issued)
     }
 

@@ -130,6 +130,9 @@ pub struct KeycardConfig {
     /// Input limits.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Limits on session data (`[data]`; see [`DataLimits`](crate::store::DataLimits)).
+    #[serde(default)]
+    pub data: crate::store::DataLimits,
     /// CSRF protection.
     #[serde(default)]
     pub csrf: CsrfConfig,
@@ -165,6 +168,7 @@ impl KeycardConfig {
             transport: None,
             cookie: CookieConfig::default(),
             limits: LimitsConfig::default(),
+            data: crate::store::DataLimits::default(),
             csrf: CsrfConfig::default(),
             database: None,
             redis: None,
@@ -202,6 +206,9 @@ pub struct SessionConfig {
     /// What to do when a session is used from another client address: `allow` (report only),
     /// `step_up` or `terminate` (see [`policy`](crate::policy)). Default: no check.
     pub on_ip_change: Option<crate::policy::IpChangeAction>,
+    /// Anonymous sessions for callers who write session data before logging in (`database` and
+    /// `redis`; see [`AnonymousSettings`](crate::strategy::AnonymousSettings)). Default: off.
+    pub anonymous: Option<crate::strategy::AnonymousSettings>,
 }
 
 /// The server-session read cache.
@@ -238,6 +245,7 @@ impl Default for SessionConfig {
             sweep_interval: Duration::from_secs(300),
             cache: None,
             on_ip_change: None,
+            anonymous: None,
         }
     }
 }
@@ -278,6 +286,7 @@ impl SessionConfig {
                 policy: self.on_limit,
             }),
             store_timeout: self.store_timeout,
+            anonymous: self.anonymous,
         })
     }
 }

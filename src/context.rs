@@ -33,6 +33,7 @@ pub(crate) struct Shared {
     pub(crate) challenge: Challenge,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) client_policy: Option<crate::policy::ClientPolicy>,
+    pub(crate) data_limits: crate::store::DataLimits,
 }
 
 impl Shared {
@@ -66,6 +67,8 @@ pub(crate) struct RequestContext {
     /// Whether `pending` was ever written: most requests leave it alone, and the response then
     /// skips it.
     touched: AtomicBool,
+    /// The session data this request read and changed.
+    pub(crate) data: Mutex<crate::session_data::DataState>,
 }
 
 impl fmt::Debug for RequestContext {
@@ -91,6 +94,7 @@ impl RequestContext {
             resolved: Mutex::new(None),
             pending: Mutex::new(Pending::default()),
             touched: AtomicBool::new(false),
+            data: Mutex::default(),
         }
     }
 
@@ -99,8 +103,28 @@ impl RequestContext {
         self.found.credential.is_some()
     }
 
-    /// Resolves the principal once per request.
+    /// Resolves the principal once per request. An anonymous session is no principal:
+    /// [`ErrorKind::MissingCredential`].
     pub(crate) async fn resolve(&self) -> Result<Principal, ErrorKind> {
+        match self.resolve_session().await {
+            Ok(p) if p.is_anonymous() => Err(ErrorKind::MissingCredential),
+            outcome => outcome,
+        }
+    }
+
+    /// The principal, `None` when the request carries no credential or an anonymous session.
+    pub(crate) async fn principal(&self) -> Result<Option<Principal>, ErrorKind> {
+        if !self.has_credential() {
+            return Ok(None);
+        }
+        match self.resolve_session().await {
+            Ok(p) if p.is_anonymous() => Ok(None),
+            outcome => outcome.map(Some),
+        }
+    }
+
+    /// Resolves the request's session once per request, anonymous sessions included.
+    pub(crate) async fn resolve_session(&self) -> Result<Principal, ErrorKind> {
         if let Some(done) = &*self.resolved.lock() {
             return done.clone();
         }

@@ -135,10 +135,9 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Principal {
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
         let ctx = context(parts)?;
-        if !ctx.has_credential() {
-            return Ok(None);
-        }
-        resolve(ctx).await.map(Some)
+        ctx.principal()
+            .await
+            .map_err(|kind| Rejection::new(Error::new(kind), Some(ctx)))
     }
 }
 

@@ -184,6 +184,9 @@ pin_project! {
         Reject {
             response: Option<Response>,
         },
+        Saving {
+            future: futures_util::future::BoxFuture<'static, Response>,
+        },
     }
 }
 
@@ -210,17 +213,37 @@ where
     type Output = Result<Response, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::Inner { future, ctx } => {
-                let mut response = std::task::ready!(future.poll(cx))?;
-                if let Some(ctx) = ctx.take() {
-                    ctx.apply(&mut response);
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Inner { future, ctx } => {
+                    let mut response = std::task::ready!(future.poll(cx))?;
+                    let Some(ctx) = ctx.take() else {
+                        return Poll::Ready(Ok(response));
+                    };
+                    if !ctx.data_changed() || response.status().is_server_error() {
+                        ctx.apply(&mut response);
+                        return Poll::Ready(Ok(response));
+                    }
+                    // Session data changed: one write after the handler, then the cookies.
+                    let future = Box::pin(async move {
+                        if let Err(e) = ctx.save_data().await {
+                            response = ctx.shared.reject(e);
+                        }
+                        ctx.apply(&mut response);
+                        response
+                    });
+                    this.state.set(State::Saving { future });
                 }
-                Poll::Ready(Ok(response))
+                StateProj::Saving { future } => {
+                    return future.as_mut().poll(cx).map(Ok);
+                }
+                StateProj::Reject { response } => {
+                    return Poll::Ready(Ok(response
+                        .take()
+                        .unwrap_or_else(|| Error::new(ErrorKind::Internal).into_response())));
+                }
             }
-            StateProj::Reject { response } => Poll::Ready(Ok(response
-                .take()
-                .unwrap_or_else(|| Error::new(ErrorKind::Internal).into_response()))),
         }
     }
 }

@@ -21,6 +21,7 @@ mod layer;
 pub mod policy;
 mod principal;
 mod revocation;
+mod session_data;
 pub mod store;
 pub mod strategy;
 #[cfg(feature = "test-suite")]
@@ -38,6 +39,7 @@ pub use extract::{FiveMinutes, HighRisk, MaxAuthAge, Rejection, RequireRole, Rol
 pub use keycard::{Keycard, KeycardBuilder};
 pub use layer::{ResponseFuture, SessionLayer, SessionService};
 pub use principal::{Principal, PrincipalBuilder, PrincipalSpec, SessionRef};
+pub use session_data::{DataKey, SessionData};
 pub use strategy::SessionStrategy;
 
 /// Hooks for the fuzz targets (`fuzz/`), the property tests (`tests/proptest_parsers.rs`) and the

@@ -20,6 +20,7 @@ pub struct Principal {
     inner: Arc<Inner>,
 }
 
+#[derive(Clone)]
 struct Inner {
     subject: String,
     roles: Vec<String>,
@@ -27,6 +28,21 @@ struct Inner {
     authenticated_at: SystemTime,
     expires_at: SystemTime,
     attributes: Map<String, Value>,
+    /// The session data, when the strategy read it with the principal.
+    data: DataLoad,
+    /// An anonymous session: it holds data only and never authenticates a request.
+    anonymous: bool,
+}
+
+/// Whether the session data came with the principal.
+#[derive(Clone, Default)]
+pub(crate) enum DataLoad {
+    /// Not read: [`SessionDataStore::load`](crate::strategy::SessionDataStore::load) reads it on
+    /// first use.
+    #[default]
+    Lazy,
+    /// Read with the principal (the JSON object text, `None` for none).
+    Loaded(Option<Arc<str>>),
 }
 
 /// Which session a [`Principal`] came from.
@@ -70,8 +86,29 @@ impl Principal {
                 session,
                 authenticated_at,
                 expires_at,
+                data: DataLoad::Lazy,
+                anonymous: false,
             }),
         }
+    }
+
+    /// The same principal with its session data as read from the store (`anonymous` marks a
+    /// session that holds data only).
+    pub(crate) fn with_data(mut self, data: DataLoad, anonymous: bool) -> Self {
+        let inner = Arc::make_mut(&mut self.inner);
+        inner.data = data;
+        inner.anonymous = anonymous;
+        self
+    }
+
+    /// The session data, if it came with the principal.
+    pub(crate) fn data(&self) -> &DataLoad {
+        &self.inner.data
+    }
+
+    /// Whether this is an anonymous session (data only, never an identity).
+    pub(crate) fn is_anonymous(&self) -> bool {
+        self.inner.anonymous
     }
 
     /// The subject (user ID).
@@ -120,6 +157,8 @@ impl Principal {
                 authenticated_at: std::time::UNIX_EPOCH,
                 expires_at: self.inner.expires_at,
                 attributes: self.inner.attributes.clone(),
+                data: self.inner.data.clone(),
+                anonymous: self.inner.anonymous,
             }),
         }
     }

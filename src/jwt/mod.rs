@@ -49,6 +49,7 @@ mod builder;
 pub(crate) mod cache;
 pub(crate) mod claims;
 mod config;
+mod data;
 mod encoding;
 mod jwk;
 pub(crate) mod jws;

@@ -14,7 +14,7 @@ use crate::{
     jwt::claims::check_attributes,
     principal::{Principal, PrincipalSpec},
     revocation::FAMILY_PREFIX,
-    store::{RefreshRecord, Revocation, RotateOutcome, RotateRequest},
+    store::{DataLimits, DataPatch, RefreshRecord, Revocation, RotateOutcome, RotateRequest},
     strategy::{
         AuthFuture, ClientMeta, Credential, CredentialSource, Issued, RefreshTokens, Reissue,
         SessionInfo, SessionStrategy,
@@ -23,6 +23,34 @@ use crate::{
 };
 
 impl JwtStrategy {
+    /// Copies the session data of family `from` into the new family `to` (a reissue).
+    async fn carry_data(&self, from: &str, to: &str, now: SystemTime) -> Result<()> {
+        let store = &self.inner.refresh_store;
+        let Some(text) = store.family_data(from, now).await? else {
+            return Ok(());
+        };
+        let entries: std::collections::BTreeMap<String, Box<serde_json::value::RawValue>> =
+            serde_json::from_str(&text).map_err(|e| {
+                Error::with_message(
+                    ErrorKind::StoreUnavailable,
+                    "stored session data is not a JSON object",
+                )
+                .with_source(e)
+            })?;
+        let mut patch = DataPatch::new();
+        entries.into_iter().for_each(|(k, v)| patch.set(k, v));
+        // The data met the limits when it was written; the copy is not refused for them.
+        let unbounded = DataLimits {
+            max_key_bytes: usize::MAX,
+            max_value_bytes: usize::MAX,
+            max_total_bytes: usize::MAX,
+        };
+        store
+            .update_family_data(to, &patch, &unbounded, now)
+            .await?;
+        Ok(())
+    }
+
     /// Denylists every access token of `family` for as long as any of them can verify.
     async fn revoke_family_tokens(&self, family: &str, now_ms: i64) -> Result<()> {
         let v = &self.inner.validation;
@@ -114,6 +142,10 @@ impl SessionStrategy for JwtStrategy {
     }
 
     fn refresh_tokens(&self) -> Option<&dyn RefreshTokens> {
+        Some(self)
+    }
+
+    fn session_data(&self) -> Option<&dyn crate::strategy::SessionDataStore> {
         Some(self)
     }
 
@@ -223,6 +255,7 @@ impl SessionStrategy for JwtStrategy {
                 },
             )
             .await?;
+        self.carry_data(&old_family, &family, now).await?;
         self.inner
             .refresh_store
             .delete_family(&spec.subject, &old_family)

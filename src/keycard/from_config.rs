@@ -36,6 +36,7 @@ impl Keycard {
         let mut builder = Keycard::builder()
             .transport(transport)
             .csrf(config.csrf.clone())
+            .data_limits(config.data)
             .clock(clock.clone());
         if let Some(hook) = runtime.hook {
             builder = builder.event_hook(hook);

@@ -98,6 +98,7 @@ pub struct KeycardBuilder {
     hook: Option<EventHook>,
     clock: Option<Arc<dyn Clock>>,
     client_policy: Option<crate::policy::ClientPolicy>,
+    data_limits: crate::store::DataLimits,
     configured: Option<StrategyKind>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -160,6 +161,13 @@ impl KeycardBuilder {
         self
     }
 
+    /// Limits on [`SessionData`](crate::SessionData). Default:
+    /// [`DataLimits::default`](crate::store::DataLimits).
+    pub fn data_limits(mut self, limits: crate::store::DataLimits) -> Self {
+        self.data_limits = limits;
+        self
+    }
+
     /// What to do when a session is used from another client address. Default: nothing.
     pub fn client_policy(mut self, policy: crate::policy::ClientPolicy) -> Self {
         self.client_policy = Some(policy);
@@ -208,6 +216,7 @@ impl KeycardBuilder {
                 challenge,
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
                 client_policy: self.client_policy,
+                data_limits: self.data_limits,
             }),
             #[cfg(feature = "jwt")]
             jwt: self.jwt,

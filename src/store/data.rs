@@ -15,8 +15,9 @@ use serde_json::value::RawValue;
 use super::{StoreError, StoreErrorKind, StoreResult};
 
 /// Limits on session data, checked when a handler writes and again, atomically with the merge,
-/// by the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// by the store. In config: `[data]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct DataLimits {
     /// Longest key, in bytes. Default 64.
     pub max_key_bytes: usize,

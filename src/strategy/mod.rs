@@ -23,7 +23,7 @@
 //!     store::MemoryStore,
 //!     strategy::{
 //!         AuthFuture, ClientMeta, Credential, CredentialSource, Issued, RefreshTokens, Reissue,
-//!         ServerSessions, ServerSettings, SessionInfo, SessionStrategy,
+//!         ServerSessions, ServerSettings, SessionDataStore, SessionInfo, SessionStrategy,
 //!     },
 //! };
 //!
@@ -80,6 +80,9 @@
 //!     fn refresh_tokens(&self) -> Option<&dyn RefreshTokens> {
 //!         self.inner.refresh_tokens()
 //!     }
+//!     fn session_data(&self) -> Option<&dyn SessionDataStore> {
+//!         self.inner.session_data()
+//!     }
 //! }
 //!
 //! let sessions = ServerSessions::new(Arc::new(MemoryStore::new()), ServerSettings::default());
@@ -109,10 +112,12 @@ use crate::{
 };
 
 pub(crate) mod cache;
+mod data;
 pub(crate) mod server;
 
 pub use cache::CacheSettings;
-pub use server::{ServerSessions, ServerSettings};
+pub use data::SessionDataStore;
+pub use server::{AnonymousSettings, ServerSessions, ServerSettings};
 
 /// The future returned by [`SessionStrategy::authenticate`]: either ready (no allocation) or a
 /// boxed store round trip.
@@ -248,6 +253,12 @@ pub trait SessionStrategy: Send + Sync + fmt::Debug + 'static {
     /// default) means it has none, and [`Auth::refresh`](crate::Auth::refresh) answers
     /// `invalid_grant`.
     fn refresh_tokens(&self) -> Option<&dyn RefreshTokens> {
+        None
+    }
+
+    /// Where the strategy keeps per-session data ([`SessionData`](crate::SessionData)). `None`
+    /// (the default) means it keeps none, and writing data answers 500.
+    fn session_data(&self) -> Option<&dyn SessionDataStore> {
         None
     }
 }

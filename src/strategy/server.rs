@@ -11,18 +11,18 @@ use std::{sync::Arc, time::Duration};
 use async_trait::async_trait;
 
 use super::{
-    AuthFuture, ClientMeta, Credential, CredentialSource, Issued, Reissue, SessionInfo,
-    SessionStrategy,
+    AuthFuture, ClientMeta, Credential, CredentialSource, Issued, Reissue, SessionDataStore,
+    SessionInfo, SessionStrategy,
     cache::{CacheKey, CacheSettings, SessionCache},
 };
 use crate::{
     clock::{Clock, SystemClock, truncate_millis},
     error::{Error, ErrorKind, Result},
     events::{Events, SecurityEvent},
-    principal::{Principal, PrincipalSpec, SessionRef},
+    principal::{DataLoad, Principal, PrincipalSpec, SessionRef},
     store::{
-        CreateOutcome, RevocationStore, SessionLimit, SessionRecord, SessionStore, StoreResult,
-        timeout,
+        CreateOutcome, DataLimits, DataPatch, RevocationStore, SessionLimit, SessionRecord,
+        SessionStore, StoreResult, timeout,
     },
     token::{OpaqueToken, TokenHash},
 };
@@ -41,6 +41,33 @@ pub struct ServerSettings {
     pub limit: Option<SessionLimit>,
     /// A store call slower than this fails the request with 503. Default 2 seconds.
     pub store_timeout: Duration,
+    /// Anonymous sessions (opt-in): a caller without a credential who writes
+    /// [`SessionData`](crate::SessionData) gets a session that holds data only. Default: off.
+    pub anonymous: Option<AnonymousSettings>,
+}
+
+/// The lifetime of anonymous sessions (see [`ServerSettings::anonymous`]). At login their data
+/// moves into the new session, under a fresh ID, and the anonymous ID stops working.
+///
+/// In config: `[session.anonymous]` (an empty table turns them on with the defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnonymousSettings {
+    /// An anonymous session unused for this long expires. Default 30 minutes.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// An anonymous session expires this long after it started. Default 24 hours.
+    #[serde(with = "humantime_serde")]
+    pub absolute_timeout: Duration,
+}
+
+impl Default for AnonymousSettings {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(30 * 60),
+            absolute_timeout: Duration::from_secs(24 * 60 * 60),
+        }
+    }
 }
 
 impl Default for ServerSettings {
@@ -51,6 +78,7 @@ impl Default for ServerSettings {
             renewal_interval: Duration::from_secs(3 * 60),
             limit: None,
             store_timeout: Duration::from_secs(2),
+            anonymous: None,
         }
     }
 }
@@ -163,6 +191,8 @@ impl ServerSessions {
     }
 
     fn principal(record: SessionRecord, handle: String) -> Principal {
+        let anonymous = record.is_anonymous();
+        let data = DataLoad::Loaded(record.data.map(Arc::from));
         let session = SessionRef {
             id: handle,
             jti: None,
@@ -179,6 +209,15 @@ impl ServerSessions {
             record.authenticated_at,
             record.expires_at,
         )
+        .with_data(data, anonymous)
+    }
+
+    /// The idle timeout of `record`'s kind of session.
+    fn idle_of(&self, record: &SessionRecord) -> Duration {
+        match (&self.settings.anonymous, record.is_anonymous()) {
+            (Some(anonymous), true) => anonymous.idle_timeout,
+            _ => self.settings.idle_timeout,
+        }
     }
 
     async fn resolve(&self, id: TokenHash, key: Option<CacheKey>) -> Result<Principal> {
@@ -194,7 +233,7 @@ impl ServerSessions {
             .unwrap_or(Duration::ZERO);
         if since_seen >= self.settings.renewal_interval {
             let now = truncate_millis(now);
-            let expires = (now + self.settings.idle_timeout).min(record.absolute_expires_at);
+            let expires = (now + self.idle_of(&record)).min(record.absolute_expires_at);
             if self.guarded(self.store.touch(&id, now, expires)).await? {
                 record.last_seen_at = now;
                 record.expires_at = expires;
@@ -208,7 +247,10 @@ impl ServerSessions {
             .min(record.last_seen_at + self.settings.renewal_interval);
         let principal = Self::principal(record, id.handle());
         if let (Some(cache), Some(key)) = (&self.cache, key) {
-            cache.put(key, &principal, created_at, valid_until, now);
+            // Hits read the data from the store when asked: another instance may change it.
+            let anonymous = principal.is_anonymous();
+            let cached = principal.clone().with_data(DataLoad::Lazy, anonymous);
+            cache.put(key, &cached, created_at, valid_until, now);
         }
         Ok(principal)
     }
@@ -285,6 +327,13 @@ impl SessionStrategy for ServerSessions {
     }
 
     async fn login(&self, spec: PrincipalSpec, meta: &ClientMeta) -> Result<Issued> {
+        if spec.subject.is_empty() {
+            // An empty subject marks an anonymous session.
+            return Err(Error::with_message(
+                ErrorKind::InvalidData,
+                "the subject must not be empty",
+            ));
+        }
         let subject = spec.subject.clone();
         let (token, record) = self.new_record(spec, meta)?;
         match self
@@ -351,7 +400,7 @@ impl SessionStrategy for ServerSessions {
                 Some(meta) => meta.ip.map(|ip| ip.to_string()),
                 None => old.ip,
             },
-            data: None,
+            data: old.data,
         };
         if !self.guarded(self.store.rotate(&old_id, &record)).await? {
             return Err(Error::new(ErrorKind::Revoked));
@@ -435,6 +484,85 @@ impl SessionStrategy for ServerSessions {
             Some(_) => Ok(()),
             None => Err(Error::new(ErrorKind::Revoked)),
         }
+    }
+
+    fn session_data(&self) -> Option<&dyn SessionDataStore> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl SessionDataStore for ServerSessions {
+    async fn load(&self, session: &Principal) -> Result<Option<String>> {
+        let id = Self::handle_of(session)?;
+        match self.guarded(self.store.load(&id, self.clock.now())).await? {
+            Some(record) => Ok(record.data),
+            None => Err(Error::new(ErrorKind::Revoked)),
+        }
+    }
+
+    async fn save(
+        &self,
+        session: &Principal,
+        patch: &DataPatch,
+        limits: &DataLimits,
+    ) -> Result<()> {
+        let id = Self::handle_of(session)?;
+        let now = self.clock.now();
+        match self
+            .guarded(self.store.update_data(&id, patch, limits, now))
+            .await?
+        {
+            true => Ok(()),
+            false => Err(Error::new(ErrorKind::Revoked)),
+        }
+    }
+
+    fn anonymous(&self) -> bool {
+        self.settings.anonymous.is_some()
+    }
+
+    async fn start_anonymous(
+        &self,
+        patch: &DataPatch,
+        limits: &DataLimits,
+        meta: &ClientMeta,
+    ) -> Result<Option<Issued>> {
+        let Some(lifetime) = self.settings.anonymous else {
+            return Ok(None);
+        };
+        let data = patch.apply(None, limits)?;
+        let token = OpaqueToken::generate()?;
+        let now = truncate_millis(self.clock.now());
+        let absolute = now + lifetime.absolute_timeout;
+        let record = SessionRecord {
+            id: token.hash(),
+            subject: String::new(),
+            roles: Vec::new(),
+            attributes: serde_json::Map::new(),
+            created_at: now,
+            last_seen_at: now,
+            authenticated_at: now,
+            expires_at: (now + lifetime.idle_timeout).min(absolute),
+            absolute_expires_at: absolute,
+            user_agent: meta.user_agent.clone(),
+            ip: meta.ip.map(|ip| ip.to_string()),
+            data,
+        };
+        match self.guarded(self.store.create(&record, None)).await? {
+            CreateOutcome::Created { .. } => Ok(Some(self.issued(token, record))),
+            _ => Err(Error::with_message(
+                ErrorKind::Internal,
+                "session ID collision",
+            )),
+        }
+    }
+
+    async fn discard_anonymous(&self, session: &Principal) -> Result<()> {
+        let id = Self::handle_of(session)?;
+        self.guarded(self.store.delete("", &id)).await?;
+        self.revoked_locally(&session.session().id).await;
+        Ok(())
     }
 }
 

@@ -3,14 +3,14 @@
 use axum::{
     Json, Router,
     extract::Path,
-    routing::{delete, get, post},
+    routing::{delete, get, post, put},
 };
 use http::StatusCode;
 use serde_json::{Value, json};
 
 use crate::{
-    Auth, HighRisk, Keycard, Principal, Rejection, RequireRole, Role, clock::to_millis,
-    credential::Issued,
+    Auth, HighRisk, Keycard, Principal, Rejection, RequireRole, Role, SessionData,
+    clock::to_millis, credential::Issued,
 };
 
 /// The test application: keycard's layer, extractors and [`Auth`] behind small JSON routes.
@@ -32,6 +32,9 @@ use crate::{
 /// | `DELETE /sessions/{id}` | revokes one of them; 204 |
 /// | `GET /token` | the double-submit CSRF token ([`Auth::csrf_token`]; empty without one) |
 /// | `POST /act` | `done`, for any principal |
+/// | `GET /data` | the session's data ([`SessionData::entries`]) |
+/// | `PUT /data/{key}` | sets `key` to the JSON body; 200 with the data after the change |
+/// | `DELETE /data/{key}` | removes `key`; 200 with the data after the change |
 ///
 /// The issued credentials are JSON: `subject`, `session` (the public handle), and each of
 /// `session_token`, `access_token` and `refresh_token` that the strategy issued, so that a client
@@ -58,6 +61,8 @@ pub fn router(keycard: &Keycard) -> Router {
         .route("/sessions/{id}", delete(revoke))
         .route("/token", get(csrf_token))
         .route("/act", post(act))
+        .route("/data", get(data))
+        .route("/data/{key}", put(set_data).delete(remove_data))
         .layer(keycard.layer())
 }
 
@@ -181,4 +186,22 @@ async fn csrf_token(auth: Auth) -> String {
 
 async fn act(_: Principal) -> &'static str {
     "done"
+}
+
+async fn data(data: SessionData) -> Result<Json<Value>, Rejection> {
+    Ok(Json(Value::Object(data.entries().await?)))
+}
+
+async fn set_data(
+    data: SessionData,
+    Path(key): Path<String>,
+    Json(value): Json<Value>,
+) -> Result<Json<Value>, Rejection> {
+    data.insert(&key, &value).await?;
+    Ok(Json(Value::Object(data.entries().await?)))
+}
+
+async fn remove_data(data: SessionData, Path(key): Path<String>) -> Result<Json<Value>, Rejection> {
+    data.remove(&key).await?;
+    Ok(Json(Value::Object(data.entries().await?)))
 }

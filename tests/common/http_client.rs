@@ -65,6 +65,15 @@ pub fn post_req(path: &str, cookie: Option<&str>, body: Value) -> Request<Body> 
     b.body(Body::from(body.to_string())).unwrap()
 }
 
+/// `PUT path` with a JSON body, with `cookie` (a `name=value` pair) if given.
+pub fn put_req(path: &str, cookie: Option<&str>, body: Value) -> Request<Body> {
+    let mut b = Request::put(path).header(header::CONTENT_TYPE, "application/json");
+    if let Some(c) = cookie {
+        b = b.header(header::COOKIE, c);
+    }
+    b.body(Body::from(body.to_string())).unwrap()
+}
+
 /// A request builder with `Host: localhost`.
 pub fn request(method: Method, path: &str) -> http::request::Builder {
     Request::builder()

@@ -22,7 +22,7 @@ use keycard::{
 use serde_json::json;
 
 use super::{
-    http_client::{get_req, post_req, send, status},
+    http_client::{get_req, post_req, put_req, send, status},
     test_app::{login, router},
 };
 
@@ -40,6 +40,7 @@ pub fn settings() -> ServerSettings {
         renewal_interval: Duration::from_secs(3 * 60),
         limit: None,
         store_timeout: Duration::from_millis(500),
+        anonymous: Some(keycard::strategy::AnonymousSettings::default()),
     }
 }
 
@@ -425,6 +426,53 @@ pub async fn missing_layer_is_500_naming_it() {
     );
 }
 
+/// Anonymous sessions: reading data without a credential creates nothing; writing creates an
+/// anonymous session (a cookie that is no principal: `/me` is 401, `/maybe` anonymous) whose
+/// data moves into the session a login creates, under a fresh ID; the anonymous ID then stops
+/// working.
+pub async fn anonymous_data_moves_into_login(f: Fixture) {
+    let read = send(&f.app, get_req("/data", None)).await;
+    assert_eq!(read.status, 200);
+    assert_eq!(read.json(), json!({}));
+    assert!(read.cookie_pair().is_none(), "a read starts no session");
+
+    let write = send(&f.app, put_req("/data/cart", None, json!([1, 2]))).await;
+    assert_eq!(write.status, 200);
+    let anonymous = write
+        .cookie_pair()
+        .expect("a write starts an anonymous session");
+    assert_eq!(status(&f.app, get_req("/me", Some(&anonymous))).await, 401);
+    let maybe = send(&f.app, get_req("/maybe", Some(&anonymous))).await;
+    assert_eq!(maybe.text(), "anonymous");
+    let more = send(
+        &f.app,
+        put_req("/data/theme", Some(&anonymous), json!("dark")),
+    )
+    .await;
+    assert_eq!(more.status, 200);
+    assert!(
+        more.cookie_pair().is_none(),
+        "the anonymous session is reused"
+    );
+    assert_eq!(
+        send(&f.app, get_req("/data", Some(&anonymous)))
+            .await
+            .json(),
+        json!({"cart": [1, 2], "theme": "dark"})
+    );
+
+    let session = login(&f.app, &f.user, &[], Some(&anonymous)).await;
+    assert_ne!(session, anonymous, "a fresh ID at login");
+    assert_eq!(
+        send(&f.app, get_req("/data", Some(&session))).await.json(),
+        json!({"cart": [1, 2], "theme": "dark"}),
+        "the data moved into the new session"
+    );
+    assert_eq!(status(&f.app, get_req("/me", Some(&session))).await, 200);
+    let old = send(&f.app, get_req("/data", Some(&anonymous))).await;
+    assert_eq!(old.status, 401, "the anonymous ID stops working");
+}
+
 /// Expands to one test per case for the store built by `$make` (an async expression).
 macro_rules! http_suite {
     ($module:ident, $make:expr) => {
@@ -465,6 +513,7 @@ macro_rules! http_suite {
             case!(absolute_timeout);
             case!(renewal_is_throttled);
             case!(csrf_blocks_cross_site_unsafe_methods);
+            case!(anonymous_data_moves_into_login);
 
             #[tokio::test]
             async fn session_limit_reject() {

@@ -107,6 +107,7 @@ fn server_settings() -> ServerSettings {
         renewal_interval: Duration::from_secs(3 * 60),
         limit: None,
         store_timeout: STORE_TIMEOUT,
+        anonymous: None,
     }
 }
 
@@ -340,6 +341,8 @@ macro_rules! strategy_suite {
             check!(logout_others_keeps_the_current_session, $make);
             check!(listing_marks_the_current_session, $make);
             check!(revoking_one_session, $make);
+            check!(session_data_concurrent_writers_all_land, $make);
+            check!(session_data_limits_are_enforced, $make);
             check!(rotation_after_privilege_change, $make);
             check!(step_up_renews_the_authentication_time, $make);
             check!(refresh_exchanges_tokens, $make);
@@ -412,9 +415,10 @@ mod opaque {
     use keycard::{
         Error, ErrorKind, Keycard, Principal, PrincipalSpec, Result, SessionRef, SessionStrategy,
         clock::{Clock, ManualClock},
+        store::{DataLimits, DataPatch},
         strategy::{
             AccessToken, AuthFuture, ClientMeta, Credential, CredentialSource, Issued, Reissue,
-            SessionInfo,
+            SessionDataStore, SessionInfo,
         },
         testing::strategy::{Lifetimes, StrategyHarness},
         token::{OpaqueToken, TokenHash},
@@ -432,6 +436,8 @@ mod opaque {
         last_seen: SystemTime,
         authenticated: SystemTime,
         meta: ClientMeta,
+        /// Session data: a JSON object as text, merged by [`DataPatch::apply`].
+        data: Option<String>,
     }
 
     impl Entry {
@@ -527,7 +533,33 @@ mod opaque {
     }
 
     #[async_trait]
+    impl SessionDataStore for OpaqueTokens {
+        async fn load(&self, session: &Principal) -> Result<Option<String>> {
+            Ok(self.current(session)?.1.data)
+        }
+
+        async fn save(
+            &self,
+            session: &Principal,
+            patch: &DataPatch,
+            limits: &DataLimits,
+        ) -> Result<()> {
+            let (id, _) = self.current(session)?;
+            let mut sessions = self.store()?;
+            let entry = sessions
+                .get_mut(&id)
+                .ok_or_else(|| Error::new(ErrorKind::Revoked))?;
+            entry.data = patch.apply(entry.data.as_deref(), limits)?;
+            Ok(())
+        }
+    }
+
+    #[async_trait]
     impl SessionStrategy for OpaqueTokens {
+        fn session_data(&self) -> Option<&dyn SessionDataStore> {
+            Some(self)
+        }
+
         fn credential_source(&self) -> CredentialSource {
             CredentialSource::Bearer
         }
@@ -548,6 +580,7 @@ mod opaque {
                 last_seen: now,
                 authenticated: now,
                 meta: meta.clone(),
+                data: None,
             })
         }
 

@@ -157,6 +157,12 @@ impl App {
             .await
     }
 
+    /// `PUT path` with a JSON body.
+    pub(super) async fn put(&self, path: &str, cred: Option<&Cred>, body: Value) -> Reply {
+        self.send(Self::request("PUT", path, cred, Some(body)))
+            .await
+    }
+
     /// `DELETE path`.
     pub(super) async fn delete(&self, path: &str, cred: Option<&Cred>) -> Reply {
         self.send(Self::request("DELETE", path, cred, None)).await

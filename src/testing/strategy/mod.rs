@@ -85,12 +85,14 @@ use async_trait::async_trait;
 use crate::{Keycard, clock::ManualClock};
 
 mod client;
+mod data;
 mod expiry;
 mod identity;
 mod outage;
 mod reissue;
 mod sessions;
 
+pub use data::{session_data_concurrent_writers_all_land, session_data_limits_are_enforced};
 pub use expiry::{absolute_expiry, idle_expiry};
 pub use identity::{
     bad_credential_is_401_never_anonymous, login_then_authenticate,
@@ -244,6 +246,8 @@ pub async fn run(harness: &dyn StrategyHarness) {
     logout_others_keeps_the_current_session(harness).await;
     listing_marks_the_current_session(harness).await;
     revoking_one_session(harness).await;
+    session_data_concurrent_writers_all_land(harness).await;
+    session_data_limits_are_enforced(harness).await;
     rotation_after_privilege_change(harness).await;
     step_up_renews_the_authentication_time(harness).await;
     if harness.high_risk() {
