@@ -41,6 +41,38 @@ pub struct Auth {
     meta: ClientMeta,
 }
 
+/// How [`Auth::login_with`] logs in.
+///
+/// The session's lifetime is the strategy's either way: a persistent cookie carries a `Max-Age`
+/// equal to the session's absolute lifetime, so the cookie never outlives the session nor
+/// expires before it (sliding renewal never extends a session past its absolute expiry); a
+/// browser-session cookie has no `Max-Age` and goes when the browser closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Login {
+    persistent: bool,
+}
+
+impl Default for Login {
+    /// A persistent cookie (as [`Auth::login`]).
+    fn default() -> Self {
+        Self { persistent: true }
+    }
+}
+
+impl Login {
+    /// A persistent cookie when `remember`, else a browser-session cookie.
+    pub fn remember(remember: bool) -> Self {
+        Self {
+            persistent: remember,
+        }
+    }
+
+    /// A browser-session cookie: no `Max-Age`, no `Expires`.
+    pub fn browser_session() -> Self {
+        Self::remember(false)
+    }
+}
+
 /// A session of the caller, with whether it is the one making this request.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ListedSession {
@@ -124,8 +156,29 @@ impl Auth {
     }
 
     /// Logs `spec` in with a fresh session (never reusing a presented ID). A valid session the
-    /// request already carried is revoked first. The response gets the credential cookies.
+    /// request already carried is revoked first; data of an anonymous session moves into the new
+    /// one. The response gets the credential cookies, persistent ones (see
+    /// [`login_with`](Self::login_with) for a browser-session cookie).
     pub async fn login(&self, spec: impl Into<PrincipalSpec>) -> Result<Issued, Rejection> {
+        self.login_with(spec, Login::default()).await
+    }
+
+    /// [`login`](Self::login) with a choice of cookie lifetime ("remember me").
+    ///
+    /// ```
+    /// use keycard::{Auth, Login, Principal, Rejection};
+    ///
+    /// async fn login(auth: Auth, remember: bool) -> Result<(), Rejection> {
+    ///     // ... check the password first ...
+    ///     auth.login_with(Principal::builder("alice"), Login::remember(remember)).await?;
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn login_with(
+        &self,
+        spec: impl Into<PrincipalSpec>,
+        options: Login,
+    ) -> Result<Issued, Rejection> {
         if self.ctx.has_credential()
             && let Ok(previous) = self.ctx.resolve().await
         {
@@ -136,13 +189,17 @@ impl Auth {
                 .await
                 .map_err(|e| self.reject(e))?;
         }
-        let issued = self
+        let mut issued = self
             .ctx
             .shared
             .strategy
             .login(spec.into(), &self.meta)
             .await
             .map_err(|e| self.reject(e))?;
+        if !options.persistent {
+            issued.session_max_age = None;
+            issued.refresh_max_age = None;
+        }
         self.ctx.issue(&issued);
         self.ctx
             .data_moved(&issued.principal, false)

@@ -32,7 +32,7 @@ pub mod transport;
 #[cfg(feature = "jwt")]
 pub mod jwt;
 
-pub use auth::{Auth, ListedSession};
+pub use auth::{Auth, ListedSession, Login};
 pub use config::{KeycardConfig, StrategyKind};
 pub use error::{Error, ErrorKind, Result};
 pub use extract::{FiveMinutes, HighRisk, MaxAuthAge, Rejection, RequireRole, Role};

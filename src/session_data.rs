@@ -248,13 +248,7 @@ impl SessionData {
     async fn writable(&self) -> Result<(), Rejection> {
         self.ctx.data_owner().await.map_err(|e| self.reject(e))?;
         let nobody = matches!(self.ctx.data.lock().owner, Owner::Nobody);
-        let anonymous = self
-            .ctx
-            .shared
-            .strategy
-            .session_data()
-            .is_some_and(|d| d.anonymous());
-        match nobody && !anonymous {
+        match nobody && !self.ctx.anonymous_allowed() {
             true => Err(self.reject(Error::new(ErrorKind::MissingCredential))),
             false => Ok(()),
         }
@@ -279,8 +273,18 @@ impl RequestContext {
         Ok(())
     }
 
+    /// Whether a caller without a credential may use session data: only where an anonymous
+    /// session could hold it.
+    fn anonymous_allowed(&self) -> bool {
+        self.shared
+            .strategy
+            .session_data()
+            .is_some_and(|d| d.anonymous())
+    }
+
     /// Reads the stored data (once): from the principal when it came with it, else from the
-    /// strategy.
+    /// strategy. Without a credential, the data is empty where anonymous sessions may start and
+    /// a 401 elsewhere.
     async fn data_load(&self) -> Result<(), Error> {
         self.data_owner().await?;
         let principal = {
@@ -290,6 +294,9 @@ impl RequestContext {
             }
             match &state.owner {
                 Owner::Session(p) => Some(p.clone()),
+                _ if !self.anonymous_allowed() => {
+                    return Err(Error::new(ErrorKind::MissingCredential));
+                }
                 _ => None,
             }
         };

@@ -19,11 +19,11 @@ use axum::{
     extract::{FromRequest, Path, Request, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{Html, IntoResponse, Redirect, Response},
-    routing::{delete, get, post},
+    routing::{delete, get, post, put},
 };
 use keycard::{
-    Auth, FiveMinutes, HighRisk, Keycard, Principal, PrincipalSpec, Rejection, RequireRole, Role,
-    StrategyKind,
+    Auth, FiveMinutes, HighRisk, Keycard, Login, Principal, PrincipalSpec, Rejection, RequireRole,
+    Role, SessionData, StrategyKind,
     strategy::{CredentialSource, Issued},
 };
 use serde::{Deserialize, de::DeserializeOwned};
@@ -177,6 +177,8 @@ pub fn app(keycard: Keycard, users: Users) -> Router {
         .route("/.well-known/jwks.json", get(jwks))
         .route("/account/email", post(account_email))
         .route("/step-up", post(step_up))
+        .route("/prefs", get(prefs))
+        .route("/prefs/{name}", put(set_pref).delete(remove_pref))
         .with_state(state)
         .layer(layer)
 }
@@ -250,6 +252,14 @@ where
 struct Credentials {
     username: String,
     password: String,
+    /// A persistent cookie when true, else a browser-session cookie.
+    #[serde(default)]
+    remember: bool,
+}
+
+#[derive(Deserialize)]
+struct PrefValue {
+    value: Value,
 }
 
 #[derive(Deserialize)]
@@ -338,11 +348,36 @@ async fn login(
     else {
         return invalid_credentials(&headers, state.kind(), cookie_login);
     };
-    match auth.login(spec).await {
+    match auth.login_with(spec, Login::remember(creds.remember)).await {
         Ok(_) if form => no_store(see_root()),
         Ok(issued) => issued_json_with(&issued, state.keycard.transport().read_bearer),
         Err(rejection) => rejection.into_response(),
     }
+}
+
+/// `GET /prefs`: the session's preferences (its [`SessionData`]).
+async fn prefs(data: SessionData) -> Result<Json<Value>, Rejection> {
+    Ok(Json(Value::Object(data.entries().await?)))
+}
+
+/// `PUT /prefs/{name}` with `{"value": ...}`: saved after the handler, key by key, so
+/// concurrent changes of different preferences all land; 400/413 over the limits.
+async fn set_pref(
+    data: SessionData,
+    Path(name): Path<String>,
+    input: Input<PrefValue>,
+) -> Result<Json<Value>, Rejection> {
+    data.insert(&name, &input.value.value).await?;
+    prefs(data).await
+}
+
+/// `DELETE /prefs/{name}`.
+async fn remove_pref(
+    data: SessionData,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, Rejection> {
+    data.remove(&name).await?;
+    prefs(data).await
 }
 
 async fn me(State(state): State<AppState>, user: Principal) -> Response {

@@ -88,7 +88,11 @@ async fn run() -> Result<(), String> {
 /// CLI: [`KeycardConfig::from_env`]), and remarks for the start-up line (such as an ephemeral
 /// signing key).
 fn load_config() -> Result<(KeycardConfig, String), String> {
-    let config = KeycardConfig::from_env().map_err(|e| e.message().to_owned())?;
+    let mut config = KeycardConfig::from_env().map_err(|e| e.message().to_owned())?;
+    // DEMO.md: anonymous callers of database/redis keep preferences in an anonymous session.
+    if !config.strategy.uses_tokens() && config.session.anonymous.is_none() {
+        config.session.anonymous = Some(keycard::strategy::AnonymousSettings::default());
+    }
     let notes = signing_key_notes(&config);
     Ok((config, notes))
 }

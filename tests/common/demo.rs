@@ -32,7 +32,12 @@ pub async fn from_config(config: &KeycardConfig, clock: &ManualClock) -> keycard
 
 /// [`from_config`], which must succeed.
 pub async fn keycard(config: &KeycardConfig, clock: &ManualClock) -> Keycard {
-    from_config(config, clock)
+    // As the demo does: anonymous sessions for the server-session strategies.
+    let mut config = config.clone();
+    if !config.strategy.uses_tokens() && config.session.anonymous.is_none() {
+        config.session.anonymous = Some(keycard::strategy::AnonymousSettings::default());
+    }
+    from_config(&config, clock)
         .await
         .unwrap_or_else(|e| panic!("keycard from config: {e} ({e:?})"))
 }

@@ -97,8 +97,12 @@ fn assert_invalid_credentials(r: &Resp) {
 
 async fn make_memory(clock: ManualClock) -> Backend {
     let clock: Arc<dyn Clock> = Arc::new(clock);
-    let strategy = ServerSessions::new(Arc::new(MemoryStore::new()), ServerSettings::default())
-        .with_clock(clock.clone());
+    let settings = ServerSettings {
+        anonymous: Some(Default::default()),
+        ..ServerSettings::default()
+    };
+    let strategy =
+        ServerSessions::new(Arc::new(MemoryStore::new()), settings).with_clock(clock.clone());
     Backend {
         keycard: Keycard::builder()
             .strategy(strategy)
@@ -1021,6 +1025,8 @@ macro_rules! common_tests {
             account_email_needs_a_recent_authentication,
             home_page_anonymous_shows_login_form,
             home_page_signed_in_shows_subject_roles_sessions,
+            prefs_concurrent_puts_all_land,
+            prefs_limits_are_400_and_413,
         );
     };
 }
@@ -1039,6 +1045,8 @@ macro_rules! server_session_suite {
                 form_login_and_logout_redirect,
                 cross_site_posts_are_refused,
                 jwks_is_absent_for_server_sessions,
+                anonymous_prefs_survive_login_under_a_new_id,
+                remember_chooses_the_cookie_lifetime,
             );
         }
     };
@@ -1054,6 +1062,7 @@ macro_rules! token_suite {
                 refresh_rotates_and_detects_reuse,
                 bearer_tokens_are_checked,
                 jwks_publishes_the_signing_key,
+                prefs_need_a_credential,
             );
         }
     };
@@ -1076,6 +1085,133 @@ token_suite!(hybrid, make_hybrid);
 token_suite!(jwt_redis, make_jwt_redis);
 #[cfg(all(feature = "jwt", feature = "postgres"))]
 token_suite!(jwt_postgres, make_jwt_postgres);
+
+// ---------------------------------------------------------------------------------------------
+// Preferences (session data), remember-me
+
+async fn put_pref(h: &Harness, cred: Option<&Cred>, name: &str, value: Value) -> Resp {
+    h.call_json(
+        Method::PUT,
+        &format!("/prefs/{name}"),
+        cred,
+        json!({"value": value}),
+    )
+    .await
+}
+
+async fn prefs_concurrent_puts_all_land(h: &Harness) {
+    let alice = h.alice().await;
+    let puts = (0..20).map(|i| {
+        let (h, alice) = (&h, &alice);
+        async move { put_pref(h, Some(alice), &format!("p{i}"), json!(i)).await }
+    });
+    for r in futures_util::future::join_all(puts).await {
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    }
+    let prefs = h.call(Method::GET, "/prefs", Some(&alice)).await.json();
+    for i in 0..20 {
+        assert_eq!(
+            prefs[format!("p{i}")],
+            json!(i),
+            "PUT {i} was lost: {prefs}"
+        );
+    }
+    let r = h.call(Method::DELETE, "/prefs/p0", Some(&alice)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.json().get("p0").is_none());
+}
+
+async fn prefs_limits_are_400_and_413(h: &Harness) {
+    let alice = h.alice().await;
+    let r = put_pref(h, Some(&alice), &"n".repeat(65), json!(1)).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    let r = put_pref(h, Some(&alice), "big", json!("v".repeat(4 * 1024))).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.text());
+    for i in 0..5 {
+        let r = put_pref(
+            h,
+            Some(&alice),
+            &format!("c{i}"),
+            json!("c".repeat(3 * 1024)),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    }
+    let r = put_pref(h, Some(&alice), "c5", json!("c".repeat(3 * 1024))).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.text());
+    let prefs = h.call(Method::GET, "/prefs", Some(&alice)).await.json();
+    assert!(
+        prefs.get("c5").is_none() && prefs.get("big").is_none(),
+        "{prefs}"
+    );
+}
+
+async fn prefs_need_a_credential(h: &Harness) {
+    assert_eq!(
+        h.call(Method::GET, "/prefs", None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        put_pref(h, None, "k", json!(1)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+async fn anonymous_prefs_survive_login_under_a_new_id(h: &Harness) {
+    let r = h.call(Method::GET, "/prefs", None).await;
+    assert_eq!(r.json(), json!({}));
+    assert!(r.set_cookies().is_empty(), "a read starts no session");
+    let r = put_pref(h, None, "theme", json!("dark")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let anonymous = Cred::Cookie(r.session_cookie().expect("an anonymous session cookie"));
+    assert_eq!(h.me(&anonymous).await, StatusCode::UNAUTHORIZED);
+    let r = h
+        .send(
+            with_cred(Method::POST, "/login", Some(&anonymous))
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(
+                    json!({"username": "alice", "password": "wonderland"}).to_string(),
+                ))
+                .unwrap(),
+        )
+        .await;
+    let alice = h.cred_from(&r);
+    assert_ne!(alice.access(), anonymous.access(), "a fresh ID at login");
+    let prefs = h.call(Method::GET, "/prefs", Some(&alice)).await.json();
+    assert_eq!(prefs, json!({"theme": "dark"}));
+    let old = h.call(Method::GET, "/prefs", Some(&anonymous)).await;
+    assert_eq!(
+        old.status,
+        StatusCode::UNAUTHORIZED,
+        "the anonymous ID is refused"
+    );
+}
+
+async fn remember_chooses_the_cookie_lifetime(h: &Harness) {
+    let login = |remember: Option<bool>| {
+        let mut body = json!({"username": "alice", "password": "wonderland"});
+        if let Some(r) = remember {
+            body["remember"] = json!(r);
+        }
+        h.call_json(Method::POST, "/login", None, body)
+    };
+    let cookie = |r: &Resp| {
+        r.set_cookies()
+            .into_iter()
+            .find(|c| c.starts_with(COOKIE))
+            .expect("a session cookie")
+            .to_owned()
+    };
+    let persistent = cookie(&login(Some(true)).await);
+    assert!(persistent.contains("Max-Age="), "{persistent}");
+    for remember in [None, Some(false)] {
+        let session = cookie(&login(remember).await);
+        assert!(
+            !session.contains("Max-Age") && !session.contains("Expires"),
+            "{session}"
+        );
+    }
+}
 
 // ---------------------------------------------------------------------------------------------
 // The user table
