@@ -19,7 +19,7 @@ use axum::{
 };
 use criterion::{Criterion, criterion_group, criterion_main};
 use keycard::{
-    Keycard, Principal,
+    Keycard, Principal, Rejection, SessionData,
     store::{MemoryStore, RevocationStore, SessionRecord, SessionStore},
     strategy::{CacheSettings, ServerSessions, ServerSettings},
     token::OpaqueToken,
@@ -54,7 +54,7 @@ fn record(token: &OpaqueToken) -> SessionRecord {
         absolute_expires_at: now + hour,
         user_agent: Some("criterion".into()),
         ip: Some("127.0.0.1".into()),
-        data: None,
+        data: Some(r#"{"theme":"dark"}"#.into()),
     }
 }
 
@@ -62,8 +62,21 @@ async fn me(user: Principal) -> String {
     user.subject().to_owned()
 }
 
-fn request(cookie: &str) -> Request {
-    Request::get("/me")
+/// A session-data read: the value came with the principal (no round trip of its own).
+async fn read_data(data: SessionData) -> Result<String, Rejection> {
+    data.get::<String>("theme")
+        .await
+        .map(Option::unwrap_or_default)
+}
+
+/// A session-data write: one per-key patch saved after the handler.
+async fn write_data(data: SessionData) -> Result<&'static str, Rejection> {
+    data.insert("seen", &true).await?;
+    Ok("ok")
+}
+
+fn request_to(path: &str, cookie: &str) -> Request {
+    Request::get(path)
         .header(header::COOKIE, cookie)
         .body(Body::empty())
         .unwrap()
@@ -76,18 +89,50 @@ fn bench_app(
     app: Router,
     cookie: &str,
 ) {
+    bench_path(c, rt, id, app, "/me", cookie);
+}
+
+/// `id`, `id_data_read` and `id_data_write`: the principal alone, then with a session-data read
+/// and with a write.
+fn bench_with_data(
+    c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &Runtime,
+    id: &str,
+    app: Router,
+    cookie: &str,
+) {
+    bench_path(c, rt, id, app.clone(), "/me", cookie);
+    bench_path(
+        c,
+        rt,
+        &format!("{id}_data_read"),
+        app.clone(),
+        "/read",
+        cookie,
+    );
+    bench_path(c, rt, &format!("{id}_data_write"), app, "/write", cookie);
+}
+
+fn bench_path(
+    c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &Runtime,
+    id: &str,
+    app: Router,
+    path: &str,
+    cookie: &str,
+) {
     // As `axum::serve` does: turn every route into its service once, so that each request does
     // not rebuild the route (and re-apply the layers) of a router that was never given its state.
     let app: Router = app.with_state(());
     // Sanity: the route answers 200 before it is measured.
     let status = rt
-        .block_on(app.clone().oneshot(request(cookie)))
+        .block_on(app.clone().oneshot(request_to(path, cookie)))
         .unwrap()
         .status();
     assert_eq!(status, StatusCode::OK, "{id} does not authenticate");
     c.bench_function(id, |b| {
         b.to_async(rt)
-            .iter(|| async { app.clone().oneshot(request(cookie)).await.unwrap() })
+            .iter(|| async { app.clone().oneshot(request_to(path, cookie)).await.unwrap() })
     });
 }
 
@@ -105,7 +150,11 @@ async fn keycard_app(
         strategy.ready().await.unwrap();
     }
     let keycard = Keycard::builder().strategy(strategy).build().unwrap();
-    let app = Router::new().route("/me", get(me)).layer(keycard.layer());
+    let app = Router::new()
+        .route("/me", get(me))
+        .route("/read", get(read_data))
+        .route("/write", get(write_data))
+        .layer(keycard.layer());
     (app, format!("__Host-keycard={}", token.expose_secret()))
 }
 
@@ -181,7 +230,7 @@ fn session(c: &mut Criterion) {
         "__Host-keycard=x",
     );
     let (app, cookie) = rt.block_on(keycard_app(Arc::new(MemoryStore::new()), None));
-    bench_app(&mut g, &rt, "memory", app, &cookie);
+    bench_with_data(&mut g, &rt, "memory", app, &cookie);
     let (app, cookie) = rt.block_on(tower_sessions_app());
     bench_app(&mut g, &rt, "tower_sessions_memory", app, &cookie);
     stores::bench(&mut g, &rt);
@@ -237,7 +286,7 @@ mod stores {
             }
         });
         bench_app(g, rt, "floor_redis", floor_app, &cookie);
-        bench_app(g, rt, "redis", app, &cookie);
+        bench_with_data(g, rt, "redis", app, &cookie);
         bench_app(g, rt, "redis_cached", cached_app, &cached_cookie);
 
         for (name, url) in [
@@ -264,7 +313,7 @@ mod stores {
             let id = keycard::token::TokenHash::of_encoded(&token).unwrap();
             let floor_app = sql_floor(rt, &url, id);
             bench_app(g, rt, &format!("floor_{name}"), floor_app, &cookie);
-            bench_app(g, rt, name, app, &cookie);
+            bench_with_data(g, rt, name, app, &cookie);
             bench_app(g, rt, &format!("{name}_cached"), cached_app, &cached_cookie);
         }
     }
