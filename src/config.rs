@@ -88,6 +88,10 @@ pub struct KeycardConfig {
     /// CSRF protection.
     #[serde(default)]
     pub csrf: CsrfConfig,
+    /// Login throttling ([`LoginThrottle`](crate::throttle::LoginThrottle), counters in the
+    /// strategy's store).
+    #[serde(default)]
+    pub throttle: crate::throttle::ThrottleConfig,
     /// The SQL store (`database` strategy; refresh families for `jwt`/`hybrid`).
     #[serde(default)]
     pub database: Option<DatabaseConfig>,
@@ -120,6 +124,7 @@ impl KeycardConfig {
             cookie: CookieConfig::default(),
             limits: LimitsConfig::default(),
             csrf: CsrfConfig::default(),
+            throttle: crate::throttle::ThrottleConfig::default(),
             database: None,
             redis: None,
             #[cfg(feature = "jwt")]

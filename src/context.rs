@@ -33,6 +33,7 @@ pub(crate) struct Shared {
     pub(crate) challenge: Challenge,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) client_policy: Option<crate::policy::ClientPolicy>,
+    pub(crate) throttle: crate::throttle::LoginThrottle,
 }
 
 impl Shared {
@@ -92,6 +93,11 @@ impl RequestContext {
             pending: Mutex::new(Pending::default()),
             touched: AtomicBool::new(false),
         }
+    }
+
+    /// The peer address, when the server provides `ConnectInfo`.
+    pub(crate) fn client_ip(&self) -> Option<std::net::IpAddr> {
+        self.client_ip
     }
 
     /// Whether the request carried a credential at all (valid or not).

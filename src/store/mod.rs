@@ -91,12 +91,15 @@ mod memory;
 pub mod redis;
 #[cfg(feature = "_sql")]
 pub mod sql;
+mod throttle;
 pub(crate) mod timeout;
 #[cfg(any(feature = "redis", feature = "_sql"))]
 mod wire;
 
 pub use error::{StoreError, StoreErrorKind, StoreResult};
 pub use memory::MemoryStore;
+pub(crate) use throttle::Counter;
+pub use throttle::{Admission, ThrottleKey, ThrottleRule, ThrottleStore};
 
 /// One server-side session as stored.
 #[derive(Debug, Clone, PartialEq)]
