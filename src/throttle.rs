@@ -353,6 +353,17 @@ impl LoginThrottle {
         })
     }
 
+    /// Forgets `identifier`'s counter and lockout streak (an operator unlocking an account).
+    ///
+    /// # Errors
+    /// [`ErrorKind::StoreUnavailable`] when the store fails.
+    pub async fn reset(&self, identifier: &str) -> Result<()> {
+        let key = self.key(b"identifier", identifier.as_bytes());
+        within(self.inner.timeout, self.inner.store.reset(&key))
+            .await
+            .map_err(Error::from)
+    }
+
     /// One store attempt under the timeout; `None` when the store failed and the config says
     /// to let the check through.
     async fn attempt(
