@@ -33,9 +33,12 @@
 //! ```
 //!
 //! # What is counted
-//! - Every admitted check counts against the identifier and the client address. A success
-//!   resets the identifier's counter and gives the address its attempt back, so the address
-//!   counter counts failures (and checks in flight).
+//! - At most `max_attempts` checks of one identifier are admitted per window, in flight or
+//!   failed; the failure that reaches the limit locks the identifier (429 until the lockout
+//!   ends). A success resets the identifier's counter, so concurrent logins with the right
+//!   password go through one after another (a check waits up to `wait` for a free attempt). The
+//!   client address is counted the same way with its own limit, and a success gives it its
+//!   attempt back. A guard dropped without a report keeps its attempt until the window ends.
 //! - The identifier is hashed before it reaches the store (HMAC-SHA-256 with `throttle.secret`
 //!   when set, else SHA-256), so neither the store nor events hold it. Known and unknown
 //!   identifiers take the same path: the throttle never knows which exist. Pass the identifier
@@ -104,6 +107,7 @@ pub enum EventIdentifier {
 /// lockout = "60s"             # the first lockout
 /// lockout_growth = 2.0        # each further lockout is this many times longer
 /// max_lockout = "15m"
+/// wait = "2s"                 # while the window's checks are all in flight
 /// on_store_error = "deny"     # 503 when the store is down; "allow" weakens security
 /// event_identifier = "hashed" # or "omitted"
 /// # secret = "at least 32 bytes, the same on every instance"
@@ -129,6 +133,10 @@ pub struct ThrottleConfig {
     /// window or lockout ended. Default `"15m"`.
     #[serde(with = "humantime_serde")]
     pub max_lockout: Duration,
+    /// How long a check waits while every check the window allows is in flight (concurrent
+    /// logins of one identifier), before answering 429 with `Retry-After: 1`. Default `"2s"`.
+    #[serde(with = "humantime_serde")]
+    pub wait: Duration,
     /// When the store fails: `deny` (503, the default) or `allow`.
     pub on_store_error: OnStoreError,
     /// The identifier in security events: `hashed` (the default) or `omitted`.
@@ -148,6 +156,7 @@ impl Default for ThrottleConfig {
             lockout: Duration::from_secs(60),
             lockout_growth: 2.0,
             max_lockout: Duration::from_secs(15 * 60),
+            wait: Duration::from_secs(2),
             on_store_error: OnStoreError::Deny,
             event_identifier: EventIdentifier::Hashed,
             secret: None,
@@ -164,6 +173,7 @@ impl fmt::Debug for ThrottleConfig {
             .field("lockout", &self.lockout)
             .field("lockout_growth", &self.lockout_growth)
             .field("max_lockout", &self.max_lockout)
+            .field("wait", &self.wait)
             .field("on_store_error", &self.on_store_error)
             .field("event_identifier", &self.event_identifier)
             .field("secret", &self.secret.as_ref().map(|_| "[redacted]"))
@@ -200,6 +210,9 @@ impl ThrottleConfig {
                 "throttle.max_lockout",
                 "must be at most a year",
             ));
+        }
+        if self.wait > Duration::from_secs(60) {
+            return Err(Error::config("throttle.wait", "must be at most 60s"));
         }
         if self.secret.as_ref().is_some_and(|s| s.len() < 32) {
             return Err(Error::config(
@@ -318,6 +331,10 @@ impl LoginThrottle {
     /// Reserves one credential check of `identifier` from `client` (when known). Call it before
     /// checking the password, and report the outcome on the returned guard.
     ///
+    /// When every check the window allows is already in flight, it waits (up to
+    /// `throttle.wait`) for one to finish: concurrent logins with the right password go through
+    /// one after another, concurrent wrong ones end in a lockout.
+    ///
     /// # Errors
     /// A [`Rejection`] of [`ErrorKind::TooManyAttempts`] (429 with `Retry-After`) when the
     /// identifier or the address is over its limit: the password must not be checked. With
@@ -328,27 +345,41 @@ impl LoginThrottle {
         client: Option<IpAddr>,
     ) -> Result<ThrottleGuard, Rejection> {
         let inner = &self.inner;
-        let now = inner.clock.now();
         let id_key = self.key(b"identifier", identifier.as_bytes());
         let mut address = None;
         if let (Some(ip), Some(rule)) = (client, &inner.address) {
             let key = self.key(b"address", &address_bytes(ip));
-            match self.attempt(&key, rule, now).await? {
-                Some(Admission::Refused { retry_after }) => {
+            match self.reserve(&key, rule).await? {
+                Reserved::Refused(retry_after) => {
                     return Err(self.refuse(&id_key, client, "address", retry_after));
                 }
-                Some(Admission::Admitted { window_end }) => address = Some((key, window_end)),
-                None => {}
+                Reserved::Admitted(window_end) => address = Some((key, window_end)),
+                Reserved::Unchecked => {}
             }
         }
-        if let Some(Admission::Refused { retry_after }) =
-            self.attempt(&id_key, &inner.identifier, now).await?
-        {
-            return Err(self.refuse(&id_key, client, "identifier", retry_after));
-        }
+        let identifier_window = match self.reserve(&id_key, &inner.identifier).await {
+            Ok(Reserved::Admitted(window_end)) => Some(window_end),
+            Ok(Reserved::Unchecked) => None,
+            outcome => {
+                // The address's attempt never reached a password check.
+                if let Some((key, window_end)) = &address {
+                    let refund = within(inner.timeout, inner.store.refund(key, *window_end));
+                    if let Err(e) = refund.await {
+                        tracing::warn!(error = ?e, "keycard login throttle: refunding an attempt failed");
+                    }
+                }
+                return match outcome {
+                    Ok(Reserved::Refused(retry_after)) => {
+                        Err(self.refuse(&id_key, client, "identifier", retry_after))
+                    }
+                    Err(rejection) => Err(rejection),
+                    Ok(_) => unreachable!("admissions are handled above"),
+                };
+            }
+        };
         Ok(ThrottleGuard {
             throttle: self.clone(),
-            identifier: id_key,
+            identifier: (id_key, identifier_window),
             address,
         })
     }
@@ -364,22 +395,33 @@ impl LoginThrottle {
             .map_err(Error::from)
     }
 
-    /// One store attempt under the timeout; `None` when the store failed and the config says
-    /// to let the check through.
-    async fn attempt(
-        &self,
-        key: &ThrottleKey,
-        rule: &ThrottleRule,
-        now: std::time::SystemTime,
-    ) -> Result<Option<Admission>, Rejection> {
+    /// One attempt on `key`, waiting while the window is full.
+    async fn reserve(&self, key: &ThrottleKey, rule: &ThrottleRule) -> Result<Reserved, Rejection> {
         let inner = &self.inner;
-        match within(inner.timeout, inner.store.attempt(key, rule, now)).await {
-            Ok(admission) => Ok(Some(admission)),
-            Err(e) if inner.config.on_store_error == OnStoreError::Allow => {
-                tracing::warn!(error = ?e, "keycard login throttle: store failed; check let through");
-                Ok(None)
+        let deadline = tokio::time::Instant::now() + inner.config.wait;
+        let mut pause = Duration::from_millis(10);
+        loop {
+            let now = inner.clock.now();
+            match within(inner.timeout, inner.store.attempt(key, rule, now)).await {
+                Ok(Admission::Admitted { window_end }) => {
+                    return Ok(Reserved::Admitted(window_end));
+                }
+                Ok(Admission::Refused { retry_after }) => {
+                    return Ok(Reserved::Refused(retry_after));
+                }
+                Ok(Admission::Full) => {
+                    if tokio::time::Instant::now() + pause > deadline {
+                        return Ok(Reserved::Refused(Duration::from_secs(1)));
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                }
+                Err(e) if inner.config.on_store_error == OnStoreError::Allow => {
+                    tracing::warn!(error = ?e, "keycard login throttle: store failed; check let through");
+                    return Ok(Reserved::Unchecked);
+                }
+                Err(e) => return Err(Error::from(e).into()),
             }
-            Err(e) => Err(Error::from(e).into()),
         }
     }
 
@@ -426,6 +468,16 @@ impl LoginThrottle {
     }
 }
 
+/// What [`LoginThrottle::reserve`] got.
+enum Reserved {
+    /// Counted in the window ending then.
+    Admitted(std::time::SystemTime),
+    /// Refused for this long.
+    Refused(Duration),
+    /// The store failed and the config lets the check through uncounted.
+    Unchecked,
+}
+
 /// The bytes an address is counted under: IPv4 (also when IPv4-mapped), or an IPv6 /64.
 fn address_bytes(ip: IpAddr) -> Vec<u8> {
     match ip {
@@ -447,30 +499,59 @@ fn address_bytes(ip: IpAddr) -> Vec<u8> {
 #[derive(Debug)]
 pub struct ThrottleGuard {
     throttle: LoginThrottle,
-    identifier: ThrottleKey,
+    /// The identifier's key and the window its attempt counts in (`None`: the store failed and
+    /// the check went through uncounted).
+    identifier: (ThrottleKey, Option<std::time::SystemTime>),
     address: Option<(ThrottleKey, std::time::SystemTime)>,
 }
 
 impl ThrottleGuard {
-    /// The password was right: resets the identifier's counter (and lockout streak) and gives
-    /// the address its attempt back. A store failure here is logged, not returned: the login
-    /// itself succeeded.
+    /// The password was right: resets the identifier's counter (its failures, lockout streak
+    /// and this attempt; attempts still in flight stay counted) and gives the address its
+    /// attempt back. A store failure here is logged, not returned: the login itself succeeded.
     pub async fn success(self) {
         let inner = &self.throttle.inner;
-        let reset = within(inner.timeout, inner.store.reset(&self.identifier)).await;
-        if let Err(e) = reset {
-            tracing::warn!(error = ?e, "keycard login throttle: resetting a counter failed");
+        if let (key, Some(window_end)) = &self.identifier {
+            let now = inner.clock.now();
+            let reset = inner
+                .store
+                .succeeded(key, &inner.identifier, *window_end, now);
+            if let Err(e) = within(inner.timeout, reset).await {
+                tracing::warn!(error = ?e, "keycard login throttle: resetting a counter failed");
+            }
         }
-        if let (Some((key, window_end)), Some(rule)) = (&self.address, &inner.address) {
-            let refund = within(inner.timeout, inner.store.refund(key, rule, *window_end)).await;
+        if let Some((key, window_end)) = &self.address {
+            let refund = within(inner.timeout, inner.store.refund(key, *window_end)).await;
             if let Err(e) = refund {
                 tracing::warn!(error = ?e, "keycard login throttle: refunding an attempt failed");
             }
         }
     }
 
-    /// The password was wrong: the attempt stays counted.
-    pub async fn failure(self) {}
+    /// The password was wrong: counts a failure of the identifier and of the address; the one
+    /// that reaches the limit locks the counter. A store failure here is logged: the attempt
+    /// stays counted until its window ends.
+    pub async fn failure(self) {
+        let inner = &self.throttle.inner;
+        let now = inner.clock.now();
+        let (key, window) = &self.identifier;
+        let mut failed = Vec::with_capacity(2);
+        if let Some(window_end) = window {
+            failed.push((key, &inner.identifier, *window_end));
+        }
+        if let (Some((key, window_end)), Some(rule)) = (&self.address, &inner.address) {
+            failed.push((key, rule, *window_end));
+        }
+        for (key, rule, window_end) in failed {
+            let counted = within(
+                inner.timeout,
+                inner.store.failed(key, rule, window_end, now),
+            );
+            if let Err(e) = counted.await {
+                tracing::warn!(error = ?e, "keycard login throttle: counting a failure failed");
+            }
+        }
+    }
 }
 
 /// Extractor: the keycard's [`LoginThrottle`] with the request's client address (axum's

@@ -98,8 +98,8 @@ mod wire;
 
 pub use error::{StoreError, StoreErrorKind, StoreResult};
 pub use memory::MemoryStore;
-pub(crate) use throttle::Counter;
 pub use throttle::{Admission, ThrottleKey, ThrottleRule, ThrottleStore};
+pub(crate) use throttle::{Counter, step as throttle_step};
 
 /// One server-side session as stored.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,5 +1,5 @@
 //! The login throttle on every store: 50 concurrent wrong-password attempts on one identifier
-//! admit no more than the limit, windows expire, a success resets the identifier, lockouts grow,
+//! admit no more than the limit, concurrent right ones all pass, windows expire, a success resets the identifier, lockouts grow,
 //! addresses are counted apart, and a store that is down fails closed.
 
 use std::{
@@ -67,6 +67,37 @@ pub async fn race(store: Arc<dyn ThrottleStore>, backend: &str) {
         after > Duration::from_secs(55) && after <= Duration::from_secs(60),
         "{after:?}"
     );
+}
+
+/// 20 concurrent checks of one identifier that all succeed (the right password): all go
+/// through, at most 5 at a time, and nothing is locked.
+pub async fn concurrent_successes(store: Arc<dyn ThrottleStore>) {
+    let clock = ManualClock::new();
+    let t = throttle(store, &clock);
+    let id = identifier();
+    let in_flight = Arc::new(AtomicU32::new(0));
+    let most = Arc::new(AtomicU32::new(0));
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (t, id, in_flight, most) = (t.clone(), id.clone(), in_flight.clone(), most.clone());
+            tokio::spawn(async move {
+                let guard = t
+                    .check(&id, None)
+                    .await
+                    .expect("a right password is admitted");
+                let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                guard.success().await;
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert!(most.load(Ordering::SeqCst) <= 5);
+    fail(&t, &id, None, 5).await;
 }
 
 async fn fail(t: &LoginThrottle, id: &str, ip: Option<IpAddr>, times: usize) {
@@ -187,6 +218,11 @@ macro_rules! throttle_suite {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn fifty_concurrent_failures_admit_at_most_the_limit() {
             $crate::throttle::race($store, $backend).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn concurrent_successes_all_pass() {
+            $crate::throttle::concurrent_successes($store).await;
         }
 
         #[tokio::test]

@@ -1,5 +1,5 @@
-//! [`ThrottleStore`] in memory: the reference state machine ([`Counter::step`]) under the
-//! store's mutex.
+//! [`ThrottleStore`] in memory: the reference state machine ([`Counter`]) under the store's
+//! mutex.
 
 use std::time::SystemTime;
 
@@ -22,23 +22,40 @@ impl ThrottleStore for MemoryStore {
         let now = to_millis(now);
         let mut state = self.inner.lock();
         let counter = state.throttle.entry(*key).or_default();
-        *counter = counter.step(rule, now);
-        Ok(Counter::admission(
-            counter.attempts,
-            counter.window_end,
-            rule,
-            now,
-        ))
+        let (next, step) = counter.attempt(rule, now);
+        *counter = next;
+        Ok(Counter::admission(step, next.window_end, now))
     }
 
-    async fn refund(
+    async fn failed(
         &self,
         key: &ThrottleKey,
         rule: &ThrottleRule,
         window_end: SystemTime,
+        now: SystemTime,
     ) -> StoreResult<()> {
         if let Some(counter) = self.inner.lock().throttle.get_mut(key) {
-            *counter = counter.refunded(rule, window_end);
+            *counter = counter.failed(rule, window_end, to_millis(now));
+        }
+        Ok(())
+    }
+
+    async fn succeeded(
+        &self,
+        key: &ThrottleKey,
+        rule: &ThrottleRule,
+        window_end: SystemTime,
+        now: SystemTime,
+    ) -> StoreResult<()> {
+        if let Some(counter) = self.inner.lock().throttle.get_mut(key) {
+            *counter = counter.succeeded(rule, window_end, to_millis(now));
+        }
+        Ok(())
+    }
+
+    async fn refund(&self, key: &ThrottleKey, window_end: SystemTime) -> StoreResult<()> {
+        if let Some(counter) = self.inner.lock().throttle.get_mut(key) {
+            *counter = counter.refunded(window_end);
         }
         Ok(())
     }

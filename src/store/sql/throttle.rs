@@ -1,11 +1,15 @@
 //! [`ThrottleStore`] over SQL: each attempt is one upsert of the counter's row
 //! (`keycard_throttle`) that computes the state machine of [`crate::store::ThrottleStore`] in
-//! SQL, so concurrent attempts are serialized by the row lock and none is lost.
+//! SQL, so concurrent attempts are serialized by the row lock and none is lost; a failure and a
+//! refund are one conditional `UPDATE` each.
 //!
-//! PostgreSQL and SQLite read the new row back with `RETURNING`. MySQL has no `RETURNING`, so
-//! its upsert and the read-back share a transaction (the upsert's row lock is held until the
-//! read); and since MySQL evaluates `ON DUPLICATE KEY UPDATE` assignments left to right, its
-//! upsert computes the transition once into the `step` column, which the later assignments read.
+//! The upsert records what it did in the `step` column. PostgreSQL and SQLite read it back with
+//! `RETURNING`. MySQL has no `RETURNING`, so its upsert and the read-back share a transaction
+//! (the upsert's row lock is held until the read); and since MySQL evaluates the assignments of
+//! `ON DUPLICATE KEY UPDATE` left to right, it assigns `step` first and the others read it,
+//! while PostgreSQL and SQLite (which evaluate every assignment on the old row) repeat the
+//! step's expression. The failure `UPDATE` orders its assignments so that each reads only
+//! columns assigned after it, which both evaluation orders agree on.
 
 use std::time::SystemTime;
 
@@ -32,6 +36,7 @@ enum Param {
     Lockout,
     Growth,
     MaxLockout,
+    WindowEnd,
 }
 
 impl Param {
@@ -45,18 +50,58 @@ impl Param {
             "lockout" => Self::Lockout,
             "growth" => Self::Growth,
             "maxlock" => Self::MaxLockout,
+            "wend" => Self::WindowEnd,
             _ => return None,
         })
     }
 }
 
+/// A statement with named parameters, in the connected backend's dialect.
+struct Named {
+    sql: String,
+    params: Vec<Param>,
+}
+
+impl Named {
+    fn new(d: Dialect, template: &str) -> Self {
+        let (sql, params) = bind_names(template);
+        Self {
+            sql: d.finish(&sql),
+            params,
+        }
+    }
+
+    /// The bind parameters, in order.
+    fn args<'a>(
+        &self,
+        key: &'a ThrottleKey,
+        rule: &ThrottleRule,
+        now: i64,
+        wend: i64,
+    ) -> Vec<Arg<'a>> {
+        self.params
+            .iter()
+            .map(|p| match p {
+                Param::Id => Arg::Bytes(key.as_bytes()),
+                Param::Now => Arg::Int(now),
+                Param::Max => Arg::Int(rule.max()),
+                Param::Window => Arg::Int(rule.window_ms()),
+                Param::Keep | Param::MaxLockout => Arg::Int(rule.max_lockout_ms()),
+                Param::Lockout => Arg::Int(rule.lockout_ms()),
+                Param::Growth => Arg::Int(rule.growth_permille()),
+                Param::WindowEnd => Arg::Int(wend),
+            })
+            .collect()
+    }
+}
+
 /// The statements of the throttle store.
 pub(super) struct ThrottleSql {
-    attempt: String,
-    /// The order in which [`ThrottleSql::attempt`] binds its parameters.
-    params: Vec<Param>,
+    attempt: Named,
     /// MySQL: the read-back after the upsert.
     read: Option<String>,
+    failed: Named,
+    succeeded: Named,
     refund: String,
     reset: String,
     sweep: String,
@@ -66,19 +111,16 @@ const T: &str = "keycard_throttle";
 
 impl ThrottleSql {
     pub(super) fn new(d: Dialect) -> Self {
-        let (least, div) = match d {
-            Dialect::Sqlite => ("MIN", "/"),
-            Dialect::Postgres => ("LEAST", "/"),
-            Dialect::MySql => ("LEAST", "DIV"),
+        use crate::store::throttle_step::{COUNTED, FRESH, FULL, LOCKED, RENEWED};
+        let (least, greatest, div) = match d {
+            Dialect::Sqlite => ("MIN", "MAX", "/"),
+            Dialect::Postgres => ("LEAST", "GREATEST", "/"),
+            Dialect::MySql => ("LEAST", "GREATEST", "DIV"),
         };
-        // 1: forgotten or new; 4: after the window or lockout; 0: locked; 2: counted; 3: locks.
         let decision = format!(
-            "(CASE WHEN {T}.expires_at <= :now THEN 1 WHEN {T}.window_end <= :now THEN 4 \
-             WHEN {T}.attempts > :max THEN 0 WHEN {T}.attempts < :max THEN 2 ELSE 3 END)"
-        );
-        let next = format!(
-            "(CASE WHEN {T}.lockout_ms > 0 THEN {least}({T}.lockout_ms * :growth {div} 1000, :maxlock) \
-             ELSE :lockout END)"
+            "(CASE WHEN {T}.expires_at <= :now THEN {FRESH} WHEN {T}.window_end <= :now THEN {RENEWED} \
+             WHEN {T}.failures >= :max THEN {LOCKED} WHEN {T}.attempts < :max THEN {COUNTED} \
+             ELSE {FULL} END)"
         );
         let step = if d == Dialect::MySql {
             format!("{T}.step")
@@ -86,40 +128,57 @@ impl ThrottleSql {
             decision.clone()
         };
         let columns = format!(
-            "attempts = CASE {step} WHEN 0 THEN {T}.attempts WHEN 1 THEN 1 WHEN 4 THEN 1 \
-               ELSE {T}.attempts + 1 END, \
-             window_end = CASE {step} WHEN 1 THEN :now + :window WHEN 4 THEN :now + :window \
-               WHEN 3 THEN :now + {next} ELSE {T}.window_end END, \
-             expires_at = CASE {step} WHEN 1 THEN :now + :window + :keep \
-               WHEN 4 THEN :now + :window + :keep WHEN 3 THEN :now + {next} + :keep \
-               ELSE {T}.expires_at END, \
-             lockout_ms = CASE {step} WHEN 1 THEN 0 WHEN 3 THEN {next} ELSE {T}.lockout_ms END"
+            "step = {decision}, \
+             attempts = CASE {step} WHEN {FRESH} THEN 1 WHEN {RENEWED} THEN 1 \
+               WHEN {COUNTED} THEN {T}.attempts + 1 ELSE {T}.attempts END, \
+             failures = CASE {step} WHEN {FRESH} THEN 0 WHEN {RENEWED} THEN 0 ELSE {T}.failures END, \
+             window_end = CASE {step} WHEN {FRESH} THEN :now + :window \
+               WHEN {RENEWED} THEN :now + :window ELSE {T}.window_end END, \
+             expires_at = CASE {step} WHEN {FRESH} THEN :now + :window + :keep \
+               WHEN {RENEWED} THEN :now + :window + :keep ELSE {T}.expires_at END, \
+             lockout_ms = CASE {step} WHEN {FRESH} THEN 0 ELSE {T}.lockout_ms END"
         );
         let insert = format!(
-            "INSERT INTO {T} (id, attempts, window_end, expires_at, lockout_ms) \
-             VALUES (:id, 1, :now + :window, :now + :window + :keep, 0)"
+            "INSERT INTO {T} (id, attempts, failures, window_end, expires_at, lockout_ms, step) \
+             VALUES (:id, 1, 0, :now + :window, :now + :window + :keep, 0, {FRESH})"
         );
-        let template = match d {
+        let attempt = match d {
             Dialect::Sqlite | Dialect::Postgres => format!(
-                "{insert} ON CONFLICT (id) DO UPDATE SET {columns} RETURNING attempts, window_end"
+                "{insert} ON CONFLICT (id) DO UPDATE SET {columns} RETURNING step, window_end"
             ),
-            Dialect::MySql => {
-                format!("{insert} ON DUPLICATE KEY UPDATE step = {decision}, {columns}")
-            }
+            Dialect::MySql => format!("{insert} ON DUPLICATE KEY UPDATE {columns}"),
         };
-        let (sql, params) = bind_names(&template);
+        let next = format!(
+            "(CASE WHEN {T}.lockout_ms > 0 THEN {least}({T}.lockout_ms * :growth {div} 1000, :maxlock) \
+             ELSE :lockout END)"
+        );
+        let locks = format!("{T}.failures + 1 >= :max");
+        let failed = format!(
+            "UPDATE {T} SET \
+             window_end = CASE WHEN {locks} THEN :now + {next} ELSE {T}.window_end END, \
+             expires_at = CASE WHEN {locks} THEN :now + {next} + :keep ELSE {T}.expires_at END, \
+             lockout_ms = CASE WHEN {locks} THEN {next} ELSE {T}.lockout_ms END, \
+             failures = {T}.failures + 1 \
+             WHERE {T}.id = :id AND {T}.window_end = :wend AND {T}.failures < :max"
+        );
+        let succeeded = format!(
+            "UPDATE {T} SET \
+             attempts = {greatest}({T}.attempts - {T}.failures \
+               - CASE WHEN {T}.window_end = :wend THEN 1 ELSE 0 END, 0), \
+             window_end = CASE WHEN {T}.failures >= :max THEN :now ELSE {T}.window_end END, \
+             failures = 0, lockout_ms = 0 \
+             WHERE {T}.id = :id"
+        );
         let f = |sql: &str| d.finish(sql);
         Self {
-            attempt: f(&sql),
-            params,
-            read: (d == Dialect::MySql).then(|| {
-                f(&format!(
-                    "SELECT attempts, window_end FROM {T} WHERE id = ?"
-                ))
-            }),
+            attempt: Named::new(d, &attempt),
+            read: (d == Dialect::MySql)
+                .then(|| f(&format!("SELECT step, window_end FROM {T} WHERE id = ?"))),
+            failed: Named::new(d, &failed),
+            succeeded: Named::new(d, &succeeded),
             refund: f(&format!(
                 "UPDATE {T} SET attempts = attempts - 1 \
-                 WHERE id = ? AND window_end = ? AND attempts > 0 AND attempts <= ?"
+                 WHERE id = ? AND window_end = ? AND attempts > 0"
             )),
             reset: f(&format!("DELETE FROM {T} WHERE id = ?")),
             sweep: f(&format!("DELETE FROM {T} WHERE expires_at <= ?")),
@@ -155,6 +214,7 @@ fn bind_names(template: &str) -> (String, Vec<Param>) {
 }
 
 impl SqlStore {
+    /// One attempt: `(step, window_end)` after it.
     async fn attempt_once(
         &self,
         key: &ThrottleKey,
@@ -162,25 +222,12 @@ impl SqlStore {
         now: i64,
     ) -> StoreResult<(i64, i64)> {
         let sql = &self.sql.throttle;
-        let args: Vec<Arg<'_>> = sql
-            .params
-            .iter()
-            .map(|p| match p {
-                Param::Id => Arg::Bytes(key.as_bytes()),
-                Param::Now => Arg::Int(now),
-                Param::Max => Arg::Int(rule.max()),
-                Param::Window => Arg::Int(rule.window_ms()),
-                Param::Keep => Arg::Int(rule.max_lockout_ms()),
-                Param::Lockout => Arg::Int(rule.lockout_ms()),
-                Param::Growth => Arg::Int(rule.growth_permille()),
-                Param::MaxLockout => Arg::Int(rule.max_lockout_ms()),
-            })
-            .collect();
+        let args = sql.attempt.args(key, rule, now, 0);
         let Some(read) = &sql.read else {
-            return self.pool.write_row(&sql.attempt, &args).await;
+            return self.pool.write_row(&sql.attempt.sql, &args).await;
         };
         let mut tx = self.pool.begin().await?;
-        tx.run(&sql.attempt, &args).await?;
+        tx.run(&sql.attempt.sql, &args).await?;
         let row: Vec<(i64, i64)> = tx.rows(read, &[Arg::Bytes(key.as_bytes())]).await?;
         tx.commit().await?;
         row.into_iter()
@@ -199,7 +246,7 @@ impl ThrottleStore for SqlStore {
     ) -> StoreResult<Admission> {
         let now = to_millis(now);
         let mut tries = 0;
-        let (attempts, window_end) = loop {
+        let (step, window_end) = loop {
             match self.attempt_once(key, rule, now).await {
                 // MySQL may abort one of two concurrent first inserts of a key as a deadlock;
                 // the aborted one changed nothing.
@@ -207,20 +254,35 @@ impl ThrottleStore for SqlStore {
                 other => break other?,
             }
         };
-        Ok(Counter::admission(attempts, window_end, rule, now))
+        Ok(Counter::admission(step, window_end, now))
     }
 
-    async fn refund(
+    async fn failed(
         &self,
         key: &ThrottleKey,
         rule: &ThrottleRule,
         window_end: SystemTime,
+        now: SystemTime,
     ) -> StoreResult<()> {
-        let args = [
-            Arg::Bytes(key.as_bytes()),
-            Arg::Int(to_millis(window_end)),
-            Arg::Int(rule.max()),
-        ];
+        let failed = &self.sql.throttle.failed;
+        let args = failed.args(key, rule, to_millis(now), to_millis(window_end));
+        self.pool.run(&failed.sql, &args).await.map(drop)
+    }
+
+    async fn succeeded(
+        &self,
+        key: &ThrottleKey,
+        rule: &ThrottleRule,
+        window_end: SystemTime,
+        now: SystemTime,
+    ) -> StoreResult<()> {
+        let succeeded = &self.sql.throttle.succeeded;
+        let args = succeeded.args(key, rule, to_millis(now), to_millis(window_end));
+        self.pool.run(&succeeded.sql, &args).await.map(drop)
+    }
+
+    async fn refund(&self, key: &ThrottleKey, window_end: SystemTime) -> StoreResult<()> {
+        let args = [Arg::Bytes(key.as_bytes()), Arg::Int(to_millis(window_end))];
         self.pool
             .run(&self.sql.throttle.refund, &args)
             .await
@@ -252,11 +314,13 @@ mod tests {
         assert_eq!(params, [Param::Now, Param::Window, Param::Now]);
         for d in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql] {
             let s = ThrottleSql::new(d);
-            assert_eq!(
-                s.attempt.matches('?').count() + s.attempt.matches('$').count(),
-                s.params.len(),
-                "{d:?}"
-            );
+            for named in [&s.attempt, &s.failed, &s.succeeded] {
+                assert_eq!(
+                    named.sql.matches('?').count() + named.sql.matches('$').count(),
+                    named.params.len(),
+                    "{d:?}"
+                );
+            }
         }
     }
 }
