@@ -136,6 +136,10 @@ pub struct KeycardConfig {
     /// CSRF protection.
     #[serde(default)]
     pub csrf: CsrfConfig,
+    /// Login throttling ([`LoginThrottle`](crate::throttle::LoginThrottle), counters in the
+    /// strategy's store).
+    #[serde(default)]
+    pub throttle: crate::throttle::ThrottleConfig,
     /// The SQL store (`database` strategy; refresh families for `jwt`/`hybrid`).
     #[serde(default)]
     pub database: Option<DatabaseConfig>,
@@ -170,6 +174,7 @@ impl KeycardConfig {
             limits: LimitsConfig::default(),
             data: crate::store::DataLimits::default(),
             csrf: CsrfConfig::default(),
+            throttle: crate::throttle::ThrottleConfig::default(),
             database: None,
             redis: None,
             #[cfg(feature = "jwt")]

@@ -34,6 +34,7 @@ pub(crate) struct Shared {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) client_policy: Option<crate::policy::ClientPolicy>,
     pub(crate) data_limits: crate::store::DataLimits,
+    pub(crate) throttle: crate::throttle::LoginThrottle,
 }
 
 impl Shared {
@@ -96,6 +97,11 @@ impl RequestContext {
             touched: AtomicBool::new(false),
             data: Mutex::default(),
         }
+    }
+
+    /// The peer address, when the server provides `ConnectInfo`.
+    pub(crate) fn client_ip(&self) -> Option<std::net::IpAddr> {
+        self.client_ip
     }
 
     /// Whether the request carried a credential at all (valid or not).

@@ -58,6 +58,9 @@ pub enum ErrorKind {
     NotFound,
     /// The session or key store is unreachable, failing or slower than its timeout (503).
     StoreUnavailable,
+    /// Too many attempts (login throttling): try again after the error's
+    /// [`retry_after`](Error::retry_after) (429, `too_many_attempts`, with `Retry-After`).
+    TooManyAttempts,
     /// The configuration is invalid; raised at start-up only.
     Config,
     /// [`SessionLayer`](crate::SessionLayer) is not installed on this route (500).
@@ -82,6 +85,7 @@ impl ErrorKind {
             Self::Forbidden | Self::CsrfRejected | Self::SessionLimit => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
             Self::Config | Self::MissingLayer | Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -102,6 +106,7 @@ impl ErrorKind {
             Self::SessionLimit => "session_limit",
             Self::NotFound => "not_found",
             Self::StoreUnavailable => "temporarily_unavailable",
+            Self::TooManyAttempts => "too_many_attempts",
             Self::Config => "config",
             Self::MissingLayer => "missing_layer",
             Self::Internal => "internal",
@@ -125,6 +130,7 @@ impl ErrorKind {
             Self::SessionLimit => "the session limit for this subject is reached",
             Self::NotFound => "no such session",
             Self::StoreUnavailable => "the session store is unavailable",
+            Self::TooManyAttempts => "too many attempts; try again later",
             Self::Config => "invalid configuration",
             Self::MissingLayer => {
                 "keycard's SessionLayer is missing: add `keycard.layer()` to the router"
@@ -139,6 +145,7 @@ pub struct Error {
     kind: ErrorKind,
     message: Cow<'static, str>,
     source: Option<BoxError>,
+    retry_after: Option<std::time::Duration>,
 }
 
 impl Error {
@@ -148,6 +155,7 @@ impl Error {
             kind,
             message: Cow::Borrowed(kind.default_message()),
             source: None,
+            retry_after: None,
         }
     }
 
@@ -157,6 +165,7 @@ impl Error {
             kind,
             message: message.into(),
             source: None,
+            retry_after: None,
         }
     }
 
@@ -172,6 +181,19 @@ impl Error {
             ErrorKind::Config,
             format!("invalid config `{field}`: {problem}"),
         )
+    }
+
+    /// Sets how long the client should wait before trying again; the response carries it as
+    /// `Retry-After` (whole seconds, rounded up).
+    pub fn with_retry_after(mut self, after: std::time::Duration) -> Self {
+        self.retry_after = Some(after);
+        self
+    }
+
+    /// How long the client should wait before trying again, when known
+    /// ([`ErrorKind::TooManyAttempts`]).
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        self.retry_after
     }
 
     /// The kind.
@@ -251,6 +273,10 @@ impl Error {
             headers.insert(header::WWW_AUTHENTICATE, v);
         }
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(after) = self.retry_after {
+            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
         response
     }
 }

@@ -108,6 +108,19 @@ pub enum SecurityEvent {
         /// The subject.
         subject: String,
     },
+    /// A credential check was refused by the login throttle (429); the password was not
+    /// checked.
+    LoginThrottled {
+        /// The throttle key of the identifier (hex of its keyed hash), or `None` when
+        /// configured to omit it (`throttle.event_identifier = "omitted"`). Never the identifier.
+        identifier: Option<String>,
+        /// The client address, when known.
+        ip: Option<IpAddr>,
+        /// Which counter refused: `"identifier"` or `"address"`.
+        scope: &'static str,
+        /// Seconds until the lockout ends.
+        retry_after_secs: u64,
+    },
 }
 
 impl SecurityEvent {
@@ -126,6 +139,7 @@ impl SecurityEvent {
             Self::CsrfRejected { .. } => "csrf_rejected",
             Self::ClientIpChanged { .. } => "client_ip_changed",
             Self::StepUp { .. } => "step_up",
+            Self::LoginThrottled { .. } => "login_throttled",
         }
     }
 }
@@ -177,6 +191,7 @@ impl Events {
             SecurityEvent::RefreshReuseDetected { .. }
                 | SecurityEvent::CsrfRejected { .. }
                 | SecurityEvent::ClientIpChanged { .. }
+                | SecurityEvent::LoginThrottled { .. }
         );
         if warn {
             tracing::warn!(target: "keycard::events", event = event.name(), details = ?event, "security event");

@@ -26,6 +26,7 @@ pub mod store;
 pub mod strategy;
 #[cfg(feature = "test-suite")]
 pub mod testing;
+pub mod throttle;
 pub mod token;
 pub mod transport;
 

@@ -25,6 +25,7 @@ use keycard::{
     Auth, FiveMinutes, HighRisk, Keycard, Login, Principal, PrincipalSpec, Rejection, RequireRole,
     Role, SessionData, StrategyKind,
     strategy::{CredentialSource, Issued},
+    throttle::Throttle,
 };
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::{Value, json};
@@ -336,18 +337,28 @@ fn issued_json_with(issued: &Issued, bearer_sessions: bool) -> Response {
 async fn login(
     State(state): State<AppState>,
     auth: Auth,
+    throttle: Throttle,
     headers: HeaderMap,
     input: Input<Credentials>,
 ) -> Response {
     let Input { value: creds, form } = input;
     let cookie_login = state.keycard.transport().read_cookie;
+    // Over the limit (5 failures per username per minute, by default), 429 with `Retry-After`
+    // before the password is even checked; 503 when the throttle's store is down. Known and
+    // unknown usernames take the same path.
+    let guard = match throttle.check(&creds.username).await {
+        Ok(guard) => guard,
+        Err(rejection) => return rejection.into_response(),
+    };
     let Some(spec) = state
         .users
         .authenticate(&creds.username, &creds.password)
         .await
     else {
+        guard.failure().await;
         return invalid_credentials(&headers, state.kind(), cookie_login);
     };
+    guard.success().await;
     match auth.login_with(spec, Login::remember(creds.remember)).await {
         Ok(_) if form => no_store(see_root()),
         Ok(issued) => issued_json_with(&issued, state.keycard.transport().read_bearer),
@@ -523,18 +534,25 @@ async fn step_up(
     State(state): State<AppState>,
     auth: Auth,
     user: Principal,
+    throttle: Throttle,
     headers: HeaderMap,
     input: Input<Password>,
 ) -> Response {
     let cookie_login = state.keycard.transport().read_cookie;
+    let guard = match throttle.check(user.subject()).await {
+        Ok(guard) => guard,
+        Err(rejection) => return rejection.into_response(),
+    };
     if state
         .users
         .authenticate(user.subject(), &input.value.password)
         .await
         .is_none()
     {
+        guard.failure().await;
         return invalid_credentials(&headers, state.kind(), cookie_login);
     }
+    guard.success().await;
     match auth.step_up().await {
         Ok(_) if input.form => no_store(see_root()),
         Ok(issued) => issued_json(&issued),

@@ -9,8 +9,9 @@ use crate::{
     config::{CookieConfig, KeycardConfig, Runtime, StrategyKind},
     error::{Error, Result},
     events::Events,
-    store::{RevocationStore, SessionStore},
+    store::{RevocationStore, SessionStore, ThrottleStore},
     strategy::{ServerSessions, ServerSettings},
+    throttle::LoginThrottle,
     transport::TransportSettings,
 };
 
@@ -51,16 +52,19 @@ impl Keycard {
             builder = builder.client_policy(policy);
         }
         let sweep_every = config.session.sweep_interval;
+        config.throttle.validate()?;
+        let throttle_store: Arc<dyn ThrottleStore>;
         match config.strategy {
             StrategyKind::Database | StrategyKind::Redis => {
-                let (store, revocations) = if config.strategy == StrategyKind::Database {
+                let (store, revocations, throttles) = if config.strategy == StrategyKind::Database {
                     sql_session_store(config).await?
                 } else {
                     redis_session_store(config).await?
                 };
+                throttle_store = throttles;
                 let mut strategy = ServerSessions::new(store.clone(), session_settings)
                     .with_clock(clock.clone())
-                    .with_events(events);
+                    .with_events(events.clone());
                 if let Some(cache) = &config.session.cache {
                     if cache.poll_interval.is_zero() {
                         return Err(Error::config(
@@ -89,9 +93,33 @@ impl Keycard {
                     }));
             }
             StrategyKind::Jwt | StrategyKind::Hybrid => {
-                builder = token_strategy(config, builder, events, clock, session_settings).await?;
+                let (b, throttles) = token_strategy(
+                    config,
+                    builder,
+                    events.clone(),
+                    clock.clone(),
+                    session_settings,
+                )
+                .await?;
+                builder = b;
+                throttle_store = throttles;
             }
         }
+        let throttle = LoginThrottle::new(throttle_store.clone(), config.throttle.clone())?
+            .with_clock(clock.clone())
+            .with_events(events)
+            .with_timeout(config.session.store_timeout);
+        builder = builder
+            .throttle(throttle)
+            .task(spawn_every(sweep_every, move || {
+                let store = throttle_store.clone();
+                let now = clock.now();
+                async move {
+                    if let Err(e) = store.sweep(now).await {
+                        tracing::warn!(error = ?e, "keycard throttle sweep failed");
+                    }
+                }
+            }));
         builder.configured(config.strategy).build()
     }
 }
@@ -143,14 +171,19 @@ pub(crate) async fn sql_store(config: &KeycardConfig) -> Result<crate::store::sq
     crate::store::sql::SqlStore::connect(&db.url, options).await
 }
 
-/// A session store and the revocation store that publishes its cache invalidations.
-type ServerStores = (Arc<dyn SessionStore>, Arc<dyn RevocationStore>);
+/// A session store, the revocation store that publishes its cache invalidations, and the
+/// store of the login throttle's counters (all one backend).
+type ServerStores = (
+    Arc<dyn SessionStore>,
+    Arc<dyn RevocationStore>,
+    Arc<dyn ThrottleStore>,
+);
 
 async fn sql_session_store(config: &KeycardConfig) -> Result<ServerStores> {
     #[cfg(feature = "_sql")]
     {
         let s = Arc::new(sql_store(config).await?);
-        Ok((s.clone(), s))
+        Ok((s.clone(), s.clone(), s))
     }
     #[cfg(not(feature = "_sql"))]
     {
@@ -193,7 +226,7 @@ async fn redis_session_store(config: &KeycardConfig) -> Result<ServerStores> {
     #[cfg(feature = "redis")]
     {
         let s = Arc::new(redis_store(config).await?);
-        Ok((s.clone(), s))
+        Ok((s.clone(), s.clone(), s))
     }
     #[cfg(not(feature = "redis"))]
     {
@@ -212,7 +245,7 @@ async fn token_strategy(
     events: Events,
     clock: Arc<dyn Clock>,
     _session: ServerSettings,
-) -> Result<crate::KeycardBuilder> {
+) -> Result<(crate::KeycardBuilder, Arc<dyn ThrottleStore>)> {
     use crate::store::{MemoryStore, RefreshStore};
     let jwt = config
         .jwt
@@ -225,7 +258,12 @@ async fn token_strategy(
             "applies to the database and redis strategies only",
         ));
     }
-    let (refresh, revocation): (Arc<dyn RefreshStore>, Arc<dyn RevocationStore>) = {
+    type TokenStores = (
+        Arc<dyn RefreshStore>,
+        Arc<dyn RevocationStore>,
+        Arc<dyn ThrottleStore>,
+    );
+    let (refresh, revocation, throttles): TokenStores = {
         #[cfg(feature = "redis")]
         let redis = config.redis.is_some();
         #[cfg(not(feature = "redis"))]
@@ -234,7 +272,7 @@ async fn token_strategy(
             #[cfg(feature = "redis")]
             {
                 let s = Arc::new(redis_store(config).await?);
-                (s.clone(), s)
+                (s.clone(), s.clone(), s)
             }
             #[cfg(not(feature = "redis"))]
             unreachable!("redis is false without the feature")
@@ -242,7 +280,7 @@ async fn token_strategy(
             #[cfg(feature = "_sql")]
             {
                 let s = Arc::new(sql_store(config).await?);
-                (s.clone(), s)
+                (s.clone(), s.clone(), s)
             }
             #[cfg(not(feature = "_sql"))]
             return Err(Error::config(
@@ -254,7 +292,7 @@ async fn token_strategy(
                 "keycard: no database or redis configured; refresh families live in memory"
             );
             let s = Arc::new(MemoryStore::new());
-            (s.clone(), s)
+            (s.clone(), s.clone(), s)
         }
     };
     let strategy = crate::jwt::JwtStrategy::builder(jwt.clone())
@@ -265,7 +303,7 @@ async fn token_strategy(
         .store_timeout(config.session.store_timeout)
         .build()?;
     strategy.ready().await?;
-    Ok(builder.jwt(strategy))
+    Ok((builder.jwt(strategy), throttles))
 }
 
 #[cfg(not(feature = "jwt"))]
@@ -275,7 +313,7 @@ async fn token_strategy(
     _events: Events,
     _clock: Arc<dyn Clock>,
     _session: ServerSettings,
-) -> Result<crate::KeycardBuilder> {
+) -> Result<(crate::KeycardBuilder, Arc<dyn ThrottleStore>)> {
     Err(Error::config(
         "strategy",
         "`jwt` and `hybrid` need the cargo feature jwt",

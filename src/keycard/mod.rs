@@ -14,6 +14,7 @@ use crate::{
     events::{EventHook, Events},
     layer::SessionLayer,
     strategy::SessionStrategy,
+    throttle::LoginThrottle,
     transport::TransportSettings,
 };
 
@@ -74,6 +75,14 @@ impl Keycard {
         self.configured
     }
 
+    /// The login throttle: the one from config (counters in the configured store), the one given
+    /// to [`KeycardBuilder::throttle`], or by default one with default limits and counters in
+    /// process memory. Handlers reach it with the [`Throttle`](crate::throttle::Throttle)
+    /// extractor.
+    pub fn throttle(&self) -> &LoginThrottle {
+        &self.shared.throttle
+    }
+
     /// The transport settings in force.
     pub fn transport(&self) -> &TransportSettings {
         &self.shared.transport
@@ -99,6 +108,7 @@ pub struct KeycardBuilder {
     clock: Option<Arc<dyn Clock>>,
     client_policy: Option<crate::policy::ClientPolicy>,
     data_limits: crate::store::DataLimits,
+    throttle: Option<LoginThrottle>,
     configured: Option<StrategyKind>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -174,6 +184,13 @@ impl KeycardBuilder {
         self
     }
 
+    /// The login throttle. Default: default limits, counters in process memory (exact on one
+    /// instance only; give several instances one built on a shared store).
+    pub fn throttle(mut self, throttle: LoginThrottle) -> Self {
+        self.throttle = Some(throttle);
+        self
+    }
+
     pub(crate) fn configured(mut self, kind: StrategyKind) -> Self {
         self.configured = Some(kind);
         self
@@ -207,6 +224,10 @@ impl KeycardBuilder {
         } else {
             Challenge::Cookie
         };
+        let clock: Arc<dyn Clock> = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let throttle = self.throttle.unwrap_or_else(|| {
+            LoginThrottle::in_memory(clock.clone(), Events::new(self.hook.clone()))
+        });
         Ok(Keycard {
             shared: Arc::new(Shared {
                 strategy,
@@ -214,9 +235,10 @@ impl KeycardBuilder {
                 csrf: self.csrf,
                 events: Events::new(self.hook),
                 challenge,
-                clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+                clock,
                 client_policy: self.client_policy,
                 data_limits: self.data_limits,
+                throttle,
             }),
             #[cfg(feature = "jwt")]
             jwt: self.jwt,

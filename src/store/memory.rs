@@ -21,6 +21,8 @@ use super::{
 };
 use crate::token::TokenHash;
 
+mod throttle;
+
 /// An in-memory store for sessions, refresh families and revocations. Clones share state.
 ///
 /// ```
@@ -42,6 +44,7 @@ struct State {
     families: HashMap<String, Family>,
     denied: HashMap<String, SystemTime>,
     epochs: HashMap<String, SystemTime>,
+    throttle: HashMap<super::ThrottleKey, super::Counter>,
 }
 
 struct Family {

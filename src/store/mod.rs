@@ -100,6 +100,7 @@ mod memory;
 pub mod redis;
 #[cfg(feature = "_sql")]
 pub mod sql;
+mod throttle;
 pub(crate) mod timeout;
 #[cfg(any(feature = "redis", feature = "_sql"))]
 mod wire;
@@ -107,6 +108,8 @@ mod wire;
 pub use data::{DataLimits, DataPatch};
 pub use error::{StoreError, StoreErrorKind, StoreResult};
 pub use memory::MemoryStore;
+pub use throttle::{Admission, ThrottleKey, ThrottleRule, ThrottleStore};
+pub(crate) use throttle::{Counter, step as throttle_step};
 
 /// One server-side session as stored.
 #[derive(Debug, Clone, PartialEq)]

@@ -9,3 +9,4 @@ mod demo_bearer;
 mod demo_e2e;
 mod demo_instances;
 mod demo_process;
+mod demo_throttle;

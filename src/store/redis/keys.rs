@@ -90,6 +90,11 @@ impl Keys {
         format!("{}:{{rv}}:epoch", self.prefix)
     }
 
+    /// A login-throttle counter: `<prefix>:{t:<hex of the key>}` (the key is already a hash).
+    pub(super) fn throttle(&self, key: &crate::store::ThrottleKey) -> String {
+        format!("{}:{{t:{}}}", self.prefix, key.hex())
+    }
+
     pub(super) fn channel(&self) -> String {
         format!("{}:revocations", self.prefix)
     }

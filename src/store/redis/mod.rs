@@ -41,6 +41,7 @@
 //! | `P:{rv}:jti` | zset | access-token denylist, `jti` scored by `until` |
 //! | `P:{rv}:epoch` | hash | subject → revocation epoch |
 //! | channel `P:revocations` | pub/sub | revocations as JSON, for in-process mirrors |
+//! | `P:{t:<key>}` | hash | a login-throttle counter (`a` attempts, `f` failures, `w` window end, `e` forgotten at, `l` last lockout), `PXAT e`; `<key>` is already a hash |
 //!
 //! Times are milliseconds since the Unix epoch. Every key carries a server-side expiry
 //! (`PXAT`/`PEXPIREAT`): sessions at their `expires_at`, families and their pointers at the family's
@@ -133,6 +134,7 @@ mod refresh;
 mod revocation;
 mod scripts;
 mod session;
+mod throttle;
 
 use std::{fmt, future::Future, sync::Arc, time::Duration};
 

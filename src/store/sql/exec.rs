@@ -251,6 +251,21 @@ impl Pool {
         inserted(self.write(sql, args).await)
     }
 
+    /// A single-statement write that returns one row (`RETURNING`), on a connection that
+    /// answered a ping; like [`Pool::run`], never repeated.
+    pub(super) async fn write_row<T: SqlRow>(&self, sql: &str, args: &[Arg<'_>]) -> StoreResult<T> {
+        let attempts = self.attempts();
+        let found: Result<Option<T>, sqlx::Error> = dispatch!(self, Pool, p => {
+            match checked(p, attempts).await {
+                Ok(mut conn) => row(&mut *conn, sql, args).await,
+                Err(e) => Err(e),
+            }
+        });
+        found
+            .map_err(db_error)?
+            .ok_or_else(|| StoreError::corrupt("the statement returned no row"))
+    }
+
     pub(super) async fn rows<T: SqlRow>(&self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Vec<T>> {
         self.retrying(move || async move { dispatch!(self, Pool, p => rows(p, sql, args).await) })
             .await

@@ -70,6 +70,7 @@ mod refresh;
 mod revocation;
 mod session;
 mod statements;
+mod throttle;
 
 use connect::URL_FIELD;
 use exec::Pool;

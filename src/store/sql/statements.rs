@@ -14,6 +14,7 @@ pub(super) struct Statements {
     pub(super) session: SessionSql,
     pub(super) refresh: RefreshSql,
     pub(super) revocation: RevocationSql,
+    pub(super) throttle: super::throttle::ThrottleSql,
 }
 
 impl Statements {
@@ -23,6 +24,7 @@ impl Statements {
             session: SessionSql::new(d),
             refresh: RefreshSql::new(d),
             revocation: RevocationSql::new(d),
+            throttle: super::throttle::ThrottleSql::new(d),
         }
     }
 }
