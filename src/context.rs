@@ -33,6 +33,7 @@ pub(crate) struct Shared {
     pub(crate) challenge: Challenge,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) client_policy: Option<crate::policy::ClientPolicy>,
+    pub(crate) metrics: crate::metrics::StrategyMetrics,
 }
 
 impl Shared {
@@ -108,6 +109,7 @@ impl RequestContext {
             Ok(principal) => self.apply_client_policy(principal).await,
             Err(kind) => Err(kind),
         };
+        self.shared.metrics.resolved(&outcome);
         self.resolved.lock().get_or_insert(outcome).clone()
     }
 
@@ -149,8 +151,8 @@ impl RequestContext {
             Some(Err(kind)) => Err(*kind),
             Some(Ok(located)) => self
                 .shared
-                .strategy
-                .authenticate(located.credential())
+                .metrics
+                .time(self.shared.strategy.authenticate(located.credential()))
                 .await
                 .map_err(|e| {
                     if !located.is_well_formed() {

@@ -198,8 +198,12 @@ impl KeycardBuilder {
         } else {
             Challenge::Cookie
         };
+        let name = self
+            .configured
+            .map_or_else(|| strategy.name(), StrategyKind::as_str);
         Ok(Keycard {
             shared: Arc::new(Shared {
+                metrics: crate::metrics::StrategyMetrics::new(name),
                 strategy,
                 transport,
                 csrf: self.csrf,

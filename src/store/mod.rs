@@ -87,6 +87,7 @@ use crate::token::TokenHash;
 pub(crate) mod decorate;
 mod error;
 mod memory;
+pub(crate) mod metered;
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(feature = "_sql")]
