@@ -6,4 +6,5 @@ mod common;
 
 mod demo_e2e;
 mod demo_instances;
+mod demo_metrics;
 mod demo_process;
