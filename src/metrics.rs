@@ -38,10 +38,14 @@
 //! event is `time() - keycard_revocation_feed_last_event_timestamp_seconds`.
 //!
 //! # Example: Prometheus
-//! ```ignore
+//! Install the recorder before building the [`Keycard`](crate::Keycard), so that what keycard
+//! records at start (the revocation feed's state) is kept:
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let handle = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
 //! keycard::metrics::describe(); // HELP and unit lines
-//! // serve `handle.render()` on GET /metrics
+//! // ... build the Keycard; serve `handle.render()` on GET /metrics
+//! # Ok(()) }
 //! ```
 //!
 //! # Tracing fields
