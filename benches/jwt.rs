@@ -4,7 +4,8 @@
 //!
 //! Run: `cargo bench --bench jwt --all-features` (no external services).
 //! Group `jwt`; function ids are stable: `bare_router`, and for each alg in `hs256`, `es256`,
-//! `eddsa`, `rs256`: `floor_<alg>`, `jsonwebtoken_<alg>`, `cold_<alg>`, `warm_<alg>`.
+//! `eddsa`, `rs256`: `floor_<alg>`, `jsonwebtoken_<alg>`, `cold_<alg>`, `warm_<alg>`, and `warm_<alg>_recorded` (`warm_<alg>` with a
+//! Prometheus recorder installed; the others run without one).
 //!
 //! Every function sends the same request (`GET /me`, `Authorization: Bearer <token>`, the header
 //! value built once and cloned) to a router whose handler answers a string of the same size: the
@@ -280,7 +281,20 @@ fn jwt(c: &mut Criterion) {
 
         let t = rt.block_on(token(&warm));
         let app = keycard_app(&warm);
-        bench_app(&mut g, &rt, &format!("warm_{name}"), app, &t);
+        bench_app(&mut g, &rt, &format!("warm_{name}"), app.clone(), &t);
+        {
+            // The same app with a Prometheus recorder installed on the measuring thread.
+            let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+            let _installed = metrics::set_default_local_recorder(&recorder);
+            bench_app(&mut g, &rt, &format!("warm_{name}_recorded"), app, &t);
+            assert!(
+                recorder
+                    .handle()
+                    .render()
+                    .contains("keycard_authentications_total"),
+                "warm_{name}_recorded recorded nothing"
+            );
+        }
         assert_eq!(
             warm.cached_tokens(),
             1,

@@ -4,7 +4,8 @@
 //! Run: `cargo bench --bench session --all-features` (needs PostgreSQL and Redis; see README).
 //! Group `session`; function ids are stable: `bare_router`, `memory`, `tower_sessions_memory`,
 //! and for each store in `redis`, `postgres`, `sqlite`: `floor_<store>`, `<store>`,
-//! `<store>_cached`.
+//! `<store>_cached`; `memory_recorded` and `<store>_cached_recorded` are `memory` and
+//! `<store>_cached` with a Prometheus recorder installed (the others run without one).
 
 use std::{sync::Arc, time::SystemTime};
 
@@ -136,6 +137,28 @@ fn bench_path(
     });
 }
 
+/// `bench_app` under `<id>_recorded`, with a Prometheus recorder (`metrics-exporter-prometheus`)
+/// installed on the measuring thread for the duration: what keycard's metrics cost when they are
+/// collected, against the same app measured without a recorder.
+fn bench_recorded(
+    c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &Runtime,
+    id: &str,
+    app: Router,
+    cookie: &str,
+) {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let _installed = metrics::set_default_local_recorder(&recorder);
+    bench_app(c, rt, &format!("{id}_recorded"), app, cookie);
+    assert!(
+        recorder
+            .handle()
+            .render()
+            .contains("keycard_authentications_total"),
+        "{id}_recorded recorded nothing"
+    );
+}
+
 /// keycard's layer over `store`; with `cache`, the local read cache is on and invalidated through
 /// that revocation store.
 async fn keycard_app(
@@ -230,7 +253,8 @@ fn session(c: &mut Criterion) {
         "__Host-keycard=x",
     );
     let (app, cookie) = rt.block_on(keycard_app(Arc::new(MemoryStore::new()), None));
-    bench_with_data(&mut g, &rt, "memory", app, &cookie);
+    bench_with_data(&mut g, &rt, "memory", app.clone(), &cookie);
+    bench_recorded(&mut g, &rt, "memory", app, &cookie);
     let (app, cookie) = rt.block_on(tower_sessions_app());
     bench_app(&mut g, &rt, "tower_sessions_memory", app, &cookie);
     stores::bench(&mut g, &rt);
@@ -287,7 +311,8 @@ mod stores {
         });
         bench_app(g, rt, "floor_redis", floor_app, &cookie);
         bench_with_data(g, rt, "redis", app, &cookie);
-        bench_app(g, rt, "redis_cached", cached_app, &cached_cookie);
+        bench_app(g, rt, "redis_cached", cached_app.clone(), &cached_cookie);
+        bench_recorded(g, rt, "redis_cached", cached_app, &cached_cookie);
 
         for (name, url) in [
             (
@@ -314,7 +339,9 @@ mod stores {
             let floor_app = sql_floor(rt, &url, id);
             bench_app(g, rt, &format!("floor_{name}"), floor_app, &cookie);
             bench_with_data(g, rt, name, app, &cookie);
-            bench_app(g, rt, &format!("{name}_cached"), cached_app, &cached_cookie);
+            let id = format!("{name}_cached");
+            bench_app(g, rt, &id, cached_app.clone(), &cached_cookie);
+            bench_recorded(g, rt, &id, cached_app, &cached_cookie);
         }
     }
 

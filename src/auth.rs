@@ -366,9 +366,7 @@ impl Auth {
                 "this strategy issues no refresh tokens",
             )));
         };
-        let issued = refresher
-            .refresh(token, &self.meta)
-            .await
+        let issued = crate::metrics::refresh(refresher.refresh(token, &self.meta).await)
             .map_err(|e| self.reject(e))?;
         self.ctx.issue(&issued);
         Ok(issued)

@@ -35,6 +35,7 @@ pub(crate) struct Shared {
     pub(crate) client_policy: Option<crate::policy::ClientPolicy>,
     pub(crate) data_limits: crate::store::DataLimits,
     pub(crate) throttle: crate::throttle::LoginThrottle,
+    pub(crate) metrics: crate::metrics::StrategyMetrics,
 }
 
 impl Shared {
@@ -138,6 +139,7 @@ impl RequestContext {
             Ok(principal) => self.apply_client_policy(principal).await,
             Err(kind) => Err(kind),
         };
+        self.shared.metrics.resolved(&outcome);
         self.resolved.lock().get_or_insert(outcome).clone()
     }
 
@@ -179,8 +181,8 @@ impl RequestContext {
             Some(Err(kind)) => Err(*kind),
             Some(Ok(located)) => self
                 .shared
-                .strategy
-                .authenticate(located.credential())
+                .metrics
+                .time(self.shared.strategy.authenticate(located.credential()))
                 .await
                 .map_err(|e| {
                     if !located.is_well_formed() {

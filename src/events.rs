@@ -186,6 +186,7 @@ impl Events {
 
     /// Emits an event.
     pub fn emit(&self, event: SecurityEvent) {
+        crate::metrics::event(event.name());
         let warn = matches!(
             event,
             SecurityEvent::RefreshReuseDetected { .. }

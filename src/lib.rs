@@ -18,6 +18,7 @@ mod extract;
 pub mod handlers;
 mod keycard;
 mod layer;
+pub mod metrics;
 pub mod policy;
 mod principal;
 mod revocation;

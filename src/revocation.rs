@@ -208,6 +208,7 @@ impl Mirror {
     }
 
     fn mark_stale(&self) {
+        crate::metrics::revocation_feed_connected(false);
         self.fresh_until.store(i64::MIN, Ordering::Release);
     }
 
@@ -244,7 +245,10 @@ impl Mirror {
         loop {
             match feed.poll_next_unpin(&mut cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(revocation))) => self.apply(&revocation),
+                Poll::Ready(Some(Ok(revocation))) => {
+                    self.apply(&revocation);
+                    crate::metrics::revocation_feed_event();
+                }
                 Poll::Ready(end) => {
                     *slot = None;
                     self.mark_stale();
@@ -365,6 +369,7 @@ async fn session(
         }
     }
     mirror.fresh_until.store(i64::MAX, Ordering::Release);
+    crate::metrics::revocation_feed_connected(true);
     mirror.report(Status::Fresh);
     tracing::debug!("keycard: revocation mirror is live");
     let mut sweep = tokio::time::interval(SWEEP_EVERY);
@@ -402,6 +407,7 @@ async fn poll(
                     .saturating_add(interval_ms.saturating_mul(2))
                     .min(i64::MAX - 1);
                 mirror.fresh_until.store(until, Ordering::Release);
+                crate::metrics::revocation_feed_connected(true);
                 let now_ms = to_millis(clock.now());
                 mirror.report(Status::Fresh);
                 if now_ms.saturating_sub(last_sweep) > 30_000 {

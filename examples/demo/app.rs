@@ -159,6 +159,7 @@ pub fn strategy_kind(keycard: &Keycard) -> StrategyKind {
 /// The demo router, with keycard's layer installed. Serve it with
 /// `into_make_service_with_connect_info::<SocketAddr>()` so sessions record client IPs.
 pub fn app(keycard: Keycard, users: Users) -> Router {
+    prometheus();
     let layer = keycard.layer();
     let state = AppState {
         keycard,
@@ -180,6 +181,7 @@ pub fn app(keycard: Keycard, users: Users) -> Router {
         .route("/step-up", post(step_up))
         .route("/prefs", get(prefs))
         .route("/prefs/{name}", put(set_pref).delete(remove_pref))
+        .route("/metrics", get(|| async { metrics_text() }))
         .with_state(state)
         .layer(layer)
 }
@@ -684,4 +686,37 @@ fn escape(s: &str) -> String {
         }
     }
     out
+}
+
+// ---------------------------------------------------------------------------------------------
+// GET /metrics
+
+/// The process's Prometheus recorder, installed by the first call (`main` calls it before
+/// building the keycard, so that what keycard records at start is kept; routers built later,
+/// e.g. several in one test process, share it); histograms get buckets from 0.5 ms to 2.5 s.
+pub fn prometheus() -> &'static metrics_exporter_prometheus::PrometheusHandle {
+    use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+    HANDLE.get_or_init(|| {
+        const BUCKETS: &[f64] = &[
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        ];
+        let builder = PrometheusBuilder::new()
+            .set_buckets(BUCKETS)
+            .expect("buckets are not empty");
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        // Fails only when another recorder is installed already; this one then stays empty.
+        if metrics::set_global_recorder(recorder).is_ok() {
+            keycard::metrics::describe();
+        }
+        handle
+    })
+}
+
+/// `GET /metrics`: Prometheus' text format of every metric recorded in this process.
+fn metrics_text() -> String {
+    let handle = prometheus();
+    handle.run_upkeep();
+    handle.render()
 }

@@ -55,6 +55,7 @@ async fn run() -> Result<(), String> {
         .parse()
         .map_err(|e| format!("invalid KEYCARD_DEMO_ADDR `{addr}`: {e}"))?;
     let (config, notes) = load_config()?;
+    app::prometheus(); // before keycard records anything
     let keycard = Keycard::from_config(&config).await.map_err(|e| {
         format!(
             "cannot start the {} strategy (store: {}): {}",

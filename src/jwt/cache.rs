@@ -138,11 +138,13 @@ impl TokenCache {
                 generation,
             },
         );
+        crate::metrics::token_cache_entries(map.len());
     }
 
     /// Drops every entry.
     pub(crate) fn clear(&self) {
         self.map.write().clear();
+        crate::metrics::token_cache_entries(0);
     }
 
     /// Number of cached tokens.

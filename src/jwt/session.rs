@@ -137,6 +137,10 @@ fn grant_error() -> Error {
 
 #[async_trait]
 impl SessionStrategy for JwtStrategy {
+    fn name(&self) -> &'static str {
+        "jwt"
+    }
+
     fn credential_source(&self) -> CredentialSource {
         CredentialSource::Bearer
     }

@@ -228,8 +228,12 @@ impl KeycardBuilder {
         let throttle = self.throttle.unwrap_or_else(|| {
             LoginThrottle::in_memory(clock.clone(), Events::new(self.hook.clone()))
         });
+        let name = self
+            .configured
+            .map_or_else(|| strategy.name(), StrategyKind::as_str);
         Ok(Keycard {
             shared: Arc::new(Shared {
+                metrics: crate::metrics::StrategyMetrics::new(name),
                 strategy,
                 transport,
                 csrf: self.csrf,

@@ -5,12 +5,13 @@
 /// [`RevocationStore`](super::RevocationStore) for `$decorator<S>` wherever `S` implements them.
 ///
 /// The decorator has a field `inner: Arc<S>`, an inherent
-/// `async fn $wrap<R>(&self, call: impl Future<Output = StoreResult<R>>) -> StoreResult<R>` that
-/// runs each call of the inner store, and an inherent `fn $deadline(&self) -> Option<Duration>`
+/// `async fn $wrap<R>(&self, op: &'static metrics::Key, call: impl Future<Output = StoreResult<R>>) -> StoreResult<R>`
+/// that runs each call of the inner store (`op` names the call: its
+/// [`STORE_CALL_DURATION`](crate::metrics::STORE_CALL_DURATION) key), and an inherent `fn $deadline(&self) -> Option<Duration>`
 /// that answers [`SessionStore::call_timeout`](super::SessionStore::call_timeout).
 macro_rules! decorate_stores {
     ($decorator:ident, $wrap:ident, $deadline:ident) => {
-        $crate::store::decorate::decorate_stores!(@impl $decorator, $wrap, SessionStore {
+        $crate::store::decorate::decorate_stores!(@impl $decorator, $wrap, SessionStore "session" {
             fn create(&self, record: &$crate::store::SessionRecord, limit: Option<$crate::store::SessionLimit>) -> $crate::store::CreateOutcome;
             fn load(&self, id: &$crate::token::TokenHash, now: std::time::SystemTime) -> Option<$crate::store::SessionRecord>;
             fn touch(&self, id: &$crate::token::TokenHash, last_seen_at: std::time::SystemTime, expires_at: std::time::SystemTime) -> bool;
@@ -25,7 +26,7 @@ macro_rules! decorate_stores {
                 self.$deadline()
             }
         );
-        $crate::store::decorate::decorate_stores!(@impl $decorator, $wrap, RefreshStore {
+        $crate::store::decorate::decorate_stores!(@impl $decorator, $wrap, RefreshStore "refresh" {
             fn insert(&self, record: &$crate::store::RefreshRecord) -> bool;
             fn rotate(&self, request: $crate::store::RotateRequest<'_>) -> $crate::store::RotateOutcome;
             fn family_live(&self, family: &str, now: std::time::SystemTime) -> bool;
@@ -36,7 +37,7 @@ macro_rules! decorate_stores {
             fn family_data(&self, family: &str, now: std::time::SystemTime) -> Option<String>;
             fn update_family_data(&self, family: &str, patch: &$crate::store::DataPatch, limits: &$crate::store::DataLimits, now: std::time::SystemTime) -> bool;
         });
-        $crate::store::decorate::decorate_stores!(@impl $decorator, $wrap, RevocationStore {
+        $crate::store::decorate::decorate_stores!(@impl $decorator, $wrap, RevocationStore "revocation" {
             fn revoke(&self, revocation: &$crate::store::Revocation) -> ();
             fn load(&self, now: std::time::SystemTime) -> Vec<$crate::store::Revocation>;
             fn is_revoked(&self, jti: &str, subject: &str, issued_at: std::time::SystemTime) -> bool;
@@ -44,14 +45,19 @@ macro_rules! decorate_stores {
             fn sweep(&self, now: std::time::SystemTime) -> u64;
         });
     };
-    (@impl $decorator:ident, $wrap:ident, $store:ident {
+    (@impl $decorator:ident, $wrap:ident, $store:ident $label:literal {
         $(fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $out:ty;)*
     } $($extra:item)*) => {
         #[async_trait::async_trait]
         impl<S: $crate::store::$store + ?Sized> $crate::store::$store for $decorator<S> {
             $(
                 async fn $name(&self $(, $arg: $ty)*) -> $crate::store::StoreResult<$out> {
-                    self.$wrap($crate::store::$store::$name(&*self.inner $(, $arg)*)).await
+                    let op = $crate::metrics::key!(
+                        $crate::metrics::STORE_CALL_DURATION,
+                        "store" => $label,
+                        "operation" => stringify!($name),
+                    );
+                    self.$wrap(op, $crate::store::$store::$name(&*self.inner $(, $arg)*)).await
                 }
             )*
             $($extra)*

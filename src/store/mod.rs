@@ -96,6 +96,7 @@ mod data;
 pub(crate) mod decorate;
 mod error;
 mod memory;
+pub(crate) mod metered;
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(feature = "_sql")]

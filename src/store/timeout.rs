@@ -25,8 +25,12 @@ impl<S: ?Sized> Timed<S> {
         Self { inner, timeout }
     }
 
-    async fn run<R>(&self, call: impl Future<Output = StoreResult<R>>) -> StoreResult<R> {
-        within(self.timeout, call).await
+    async fn run<R>(
+        &self,
+        op: &'static metrics::Key,
+        call: impl Future<Output = StoreResult<R>>,
+    ) -> StoreResult<R> {
+        crate::metrics::store_call(op, within(self.timeout, call)).await
     }
 
     fn deadline(&self) -> Option<Duration> {

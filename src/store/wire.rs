@@ -1,5 +1,10 @@
 //! The revocation message a store publishes to the other instances (Redis `PUBLISH`,
 //! PostgreSQL `NOTIFY`): one JSON shape for every backend, times in Unix milliseconds.
+//!
+//! `published_at` (when the publishing instance built the message) feeds the
+//! [`REVOCATION_LAG`](crate::metrics::REVOCATION_LAG) histogram on the receiving ones. It is
+//! optional both ways: a message without it (from an older keycard) is applied as before, and an
+//! older keycard ignores it.
 
 use serde::{Deserialize, Serialize};
 
@@ -11,39 +16,72 @@ use crate::clock::{from_millis, to_millis};
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub(crate) enum RevocationMessage {
     /// One access token, denied until `until`.
-    Jti { jti: String, until: i64 },
+    Jti {
+        jti: String,
+        until: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        published_at: Option<i64>,
+    },
     /// Every token of `subject` issued before `epoch`.
-    Epoch { subject: String, epoch: i64 },
+    Epoch {
+        subject: String,
+        epoch: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        published_at: Option<i64>,
+    },
 }
 
 impl RevocationMessage {
     /// The message for `r`.
+    /// The message for `r`, published now.
     pub(crate) fn of(r: &Revocation) -> Self {
+        let published_at = Some(to_millis(std::time::SystemTime::now()));
         match r {
             Revocation::Jti { jti, until } => Self::Jti {
                 jti: jti.clone(),
                 until: to_millis(*until),
+                published_at,
             },
             Revocation::Epoch { subject, epoch } => Self::Epoch {
                 subject: subject.clone(),
                 epoch: to_millis(*epoch),
+                published_at,
             },
         }
     }
 
-    /// The revocation this message carries.
+    /// The revocation this message carries, as received now: records its lag when the message
+    /// says when it was published.
     #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
     pub(crate) fn into_revocation(self) -> Revocation {
-        match self {
-            Self::Jti { jti, until } => Revocation::Jti {
+        let (revocation, published_at) = match self {
+            Self::Jti {
                 jti,
-                until: from_millis(until),
-            },
-            Self::Epoch { subject, epoch } => Revocation::Epoch {
+                until,
+                published_at,
+            } => (
+                Revocation::Jti {
+                    jti,
+                    until: from_millis(until),
+                },
+                published_at,
+            ),
+            Self::Epoch {
                 subject,
-                epoch: from_millis(epoch),
-            },
+                epoch,
+                published_at,
+            } => (
+                Revocation::Epoch {
+                    subject,
+                    epoch: from_millis(epoch),
+                },
+                published_at,
+            ),
+        };
+        if let Some(at) = published_at {
+            crate::metrics::revocation_lag(at);
         }
+        revocation
     }
 
     /// The JSON text sent on the channel.
@@ -75,13 +113,28 @@ mod tests {
             let back: RevocationMessage = serde_json::from_str(&text).unwrap();
             assert_eq!(back.into_revocation(), r);
         }
+        let text = RevocationMessage::of(&Revocation::Epoch {
+            subject: "s".into(),
+            epoch: UNIX_EPOCH,
+        })
+        .to_json();
+        assert!(
+            text.starts_with(r#"{"kind":"epoch","subject":"s","epoch":0,"published_at":"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn messages_without_a_publication_time_still_apply() {
+        // As an older keycard publishes them.
+        let old: RevocationMessage =
+            serde_json::from_str(r#"{"kind":"jti","jti":"j","until":5}"#).unwrap();
         assert_eq!(
-            RevocationMessage::of(&Revocation::Epoch {
-                subject: "s".into(),
-                epoch: UNIX_EPOCH
-            })
-            .to_json(),
-            r#"{"kind":"epoch","subject":"s","epoch":0}"#
+            old.into_revocation(),
+            Revocation::Jti {
+                jti: "j".into(),
+                until: UNIX_EPOCH + Duration::from_millis(5)
+            }
         );
     }
 }

@@ -169,6 +169,13 @@ impl SessionCache {
     /// A live cached principal, or `None` to ask the store.
     #[inline]
     pub(crate) fn get(&self, key: &CacheKey, now: SystemTime) -> Option<Principal> {
+        let hit = self.lookup(key, now);
+        crate::metrics::session_cache_lookup(hit.is_some());
+        hit
+    }
+
+    #[inline]
+    fn lookup(&self, key: &CacheKey, now: SystemTime) -> Option<Principal> {
         let now_ms = to_millis(now);
         let entries = self.entries.read();
         let entry = entries.get(key)?;
@@ -209,6 +216,7 @@ impl SessionCache {
                 valid_until_ms: to_millis(valid_until),
             },
         );
+        crate::metrics::session_cache_entries(entries.len());
     }
 
     /// Revokes one session everywhere: locally now (the mirror refuses its entry, which is
@@ -223,9 +231,11 @@ impl SessionCache {
 
     /// Revokes every session of `subject` created before `epoch`, everywhere.
     pub(crate) async fn revoke_subject(&self, subject: &str, epoch: SystemTime) {
-        self.entries
-            .write()
-            .retain(|_, e| e.principal.subject() != subject);
+        {
+            let mut entries = self.entries.write();
+            entries.retain(|_, e| e.principal.subject() != subject);
+            crate::metrics::session_cache_entries(entries.len());
+        }
         self.publish(Revocation::Epoch {
             subject: subject.to_owned(),
             epoch,

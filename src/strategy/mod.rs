@@ -214,6 +214,14 @@ pub trait SessionStrategy: Send + Sync + fmt::Debug + 'static {
     /// ([`CredentialSource::Bearer`]).
     fn credential_source(&self) -> CredentialSource;
 
+    /// A short, fixed name for the strategy: the `strategy` label of keycard's
+    /// [metrics](crate::metrics) and the `keycard.strategy` span field when the keycard is built
+    /// in code (one built from config uses the configured strategy's name). Lowercase ASCII, one
+    /// value per strategy type, never per-user data. Default: `"custom"`.
+    fn name(&self) -> &'static str {
+        "custom"
+    }
+
     /// Resolves a credential to a principal. Called at most once per request, lazily, by the
     /// first extractor that needs the principal.
     ///

@@ -109,7 +109,7 @@ impl ServerSessions {
     pub fn new(store: Arc<dyn SessionStore>, settings: ServerSettings) -> Self {
         Self {
             timeout: timeout::needed(&*store, settings.store_timeout),
-            store,
+            store: Arc::new(crate::store::metered::Metered::new(store)),
             settings,
             clock: Arc::new(SystemClock),
             events: Events::default(),
@@ -128,7 +128,7 @@ impl ServerSessions {
     ) -> Self {
         self.cache = Some(Arc::new(SessionCache::start(
             settings,
-            revocations,
+            Arc::new(crate::store::metered::Metered::new(revocations)),
             self.clock.clone(),
             self.settings.absolute_timeout,
         )));
@@ -305,6 +305,10 @@ impl ServerSessions {
 
 #[async_trait]
 impl SessionStrategy for ServerSessions {
+    fn name(&self) -> &'static str {
+        "server"
+    }
+
     fn credential_source(&self) -> CredentialSource {
         CredentialSource::Cookie
     }

@@ -65,7 +65,11 @@ impl<S: ?Sized> FaultyStore<S> {
     }
 
     /// Runs `call` unless the outage is on.
-    async fn guard<R>(&self, call: impl Future<Output = StoreResult<R>>) -> StoreResult<R> {
+    async fn guard<R>(
+        &self,
+        _op: &'static metrics::Key,
+        call: impl Future<Output = StoreResult<R>>,
+    ) -> StoreResult<R> {
         if self.is_failing() {
             return Err(StoreError::new(StoreErrorKind::Unavailable));
         }

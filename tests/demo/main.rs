@@ -8,5 +8,6 @@ mod cli;
 mod demo_bearer;
 mod demo_e2e;
 mod demo_instances;
+mod demo_metrics;
 mod demo_process;
 mod demo_throttle;
