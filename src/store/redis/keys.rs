@@ -47,7 +47,29 @@ impl Keys {
         SessionKey {
             prefix: &self.prefix,
             hex: id.hex(),
+            suffix: b"",
         }
+    }
+
+    /// The key of session `id`'s data hash (`<session key>:d`, same slot) as a command argument.
+    pub(super) fn session_data_arg<'a>(&'a self, id: &TokenHash) -> SessionKey<'a> {
+        SessionKey {
+            prefix: &self.prefix,
+            hex: id.hex(),
+            suffix: DATA_SUFFIX.as_bytes(),
+        }
+    }
+
+    /// The key of session `id`'s data hash.
+    pub(super) fn session_data(&self, id: &TokenHash) -> String {
+        id.with_handle(|hex| self.session_data_hex(hex))
+    }
+
+    /// The key of the data hash of the session whose handle is `hex`.
+    pub(super) fn session_data_hex(&self, hex: &str) -> String {
+        let mut key = self.session_hex(hex);
+        key.push_str(DATA_SUFFIX);
+        key
     }
 
     /// `(si, se, sg)`: by creation, by expiry, pending removal.
@@ -117,10 +139,14 @@ fn session_parts<'a>(prefix: &'a str, hex: &'a [u8]) -> [&'a [u8]; 4] {
     [prefix.as_bytes(), b":{s:", hex, b"}"]
 }
 
-/// A session key as a command argument (see [`Keys::session_arg`]).
+/// What follows a session key in the key of its data hash.
+const DATA_SUFFIX: &str = ":d";
+
+/// A session key (or its data key) as a command argument (see [`Keys::session_arg`]).
 pub(super) struct SessionKey<'a> {
     prefix: &'a str,
     hex: [u8; 64],
+    suffix: &'static [u8],
 }
 
 impl SessionKey<'_> {
@@ -128,7 +154,8 @@ impl SessionKey<'_> {
         session_parts(self.prefix, &self.hex)
             .iter()
             .map(|p| p.len())
-            .sum()
+            .sum::<usize>()
+            + self.suffix.len()
     }
 }
 
@@ -143,6 +170,7 @@ impl ToRedisArgs for SessionKey<'_> {
             // The writer appends to the command's buffer in memory: it cannot fail.
             let _ = arg.write_all(part);
         }
+        let _ = arg.write_all(self.suffix);
     }
 }
 
@@ -222,6 +250,20 @@ mod tests {
         assert_eq!(
             keys.session_arg(&id).to_redis_args(),
             vec![keys.session(&id).into_bytes()]
+        );
+        // The data hash shares the session's slot.
+        assert_eq!(keys.session_data(&id), format!("{}:d", keys.session(&id)));
+        assert_eq!(
+            keys.session_data_arg(&id).to_redis_args(),
+            vec![keys.session_data(&id).into_bytes()]
+        );
+        assert_eq!(
+            keys.session_data_arg(&id).len(),
+            keys.session_data(&id).len()
+        );
+        assert_eq!(
+            key_slot(keys.session_data(&id).as_bytes()),
+            key_slot(keys.session(&id).as_bytes())
         );
     }
 }

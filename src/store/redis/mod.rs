@@ -32,10 +32,11 @@
 //! | key | type | content |
 //! |---|---|---|
 //! | `P:{s:<id>}` | string | a session: `last_seen|expires|absolute|<fixed fields, binary>`, `PXAT expires` |
+//! | `P:{s:<id>}:d` | hash | the session's data: key → value JSON text, same slot and expiry as the session |
 //! | `P:{u:<h(subject)>}:si` | zset | the subject's session IDs scored by `created_at` |
 //! | `P:{u:<h(subject)>}:se` | zset | the same IDs scored by an upper bound of their expiry |
 //! | `P:{u:<h(subject)>}:sg` | zset | IDs removed from the index whose keys are being deleted |
-//! | `P:{f:<h(family)>}` | hash | a refresh family: subject, data, head, predecessor, tokens |
+//! | `P:{f:<h(family)>}` | hash | a refresh family: subject, fixed fields, head, predecessor, tokens, and its session data as fields `d:<key>` |
 //! | `P:{r:<id>}` | string | refresh token → `family_expires|family`, `PXAT family_expires` |
 //! | `P:{u:<h(subject)>}:rf` / `:rx` | zset | the subject's families by creation / absolute expiry |
 //! | `P:{rv}:jti` | zset | access-token denylist, `jti` scored by `until` |
@@ -76,6 +77,12 @@
 //! - `rotate`: the new key is written with `NX`, then one index script checks that the old ID is
 //!   still indexed and live and swaps the IDs; of two concurrent rotations of one session exactly
 //!   one wins, and a rotation racing revoke-all either loses or is revoked.
+//!
+//! Session data lives in the hash `P:{s:<id>}:d`, in the session's slot: `load` pipelines `GET`
+//! and `HGETALL` (still one round trip), `update_data` is one script that checks the session is
+//! live, checks the limits against what is stored and applies the patch key by key (so concurrent
+//! writers of different keys all land), `touch` extends both keys in one script, and every
+//! deletion of a session deletes both keys.
 //!
 //! Costs: `load` is one round trip; `touch` (throttled by the strategy) three; `create` two plus
 //! one per evicted or pending-deletion session; `list` two.

@@ -190,7 +190,8 @@ return {#dead / 2, redis.call('ZRANGE', sg, 0, -1)}
     )
 });
 
-/// Session: sliding renewal. KEYS session; ARGV last_seen expires.
+/// Session: sliding renewal of the session and its data hash. KEYS session data;
+/// ARGV last_seen expires.
 pub(super) static TOUCH: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
@@ -201,9 +202,140 @@ if not a then return redis.error_reply('keycard: malformed session record') end
 if tonumber(e) <= tonumber(ARGV[1]) then return 0 end
 local ne = ARGV[2]
 if tonumber(ne) > tonumber(a) then ne = a end
-redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ne .. '|' .. a .. '|' .. rest,
-  'PXAT', fmt(math.max(1, tonumber(ne))))
+local at = fmt(math.max(1, tonumber(ne)))
+redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ne .. '|' .. a .. '|' .. rest, 'PXAT', at)
+redis.call('PEXPIREAT', KEYS[2], at)
 return 1
+"#,
+    )
+});
+
+/// Session: delete the session and its data hash. KEYS session data. Returns whether the
+/// session key existed.
+pub(super) static SESSION_DELETE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local n = redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[2])
+return n
+"#,
+    )
+});
+
+/// Applying a data patch (see `DataPatch`) to the fields of a hash that start with a prefix.
+const DATA_PRELUDE: &str = r#"
+-- Applies the patch in ARGV[first + 3 ..] (triples key, 's'|'r', value) to the fields
+-- `prefix .. key` of `hash`, under the limits ARGV[first .. first + 2] (key, value, total bytes;
+-- the total counts keys without the prefix). Returns 1, or -1 (writing nothing) over a limit.
+local function apply_patch(hash, prefix, first)
+  local maxk, maxv, maxt = tonumber(ARGV[first]), tonumber(ARGV[first + 1]), tonumber(ARGV[first + 2])
+  local plen = #prefix
+  local total = 0
+  local cur = redis.call('HGETALL', hash)
+  local len = {}
+  for i = 1, #cur, 2 do
+    local f = cur[i]
+    if plen == 0 or string.sub(f, 1, plen) == prefix then
+      len[f] = #cur[i + 1]
+      total = total + #f - plen + #cur[i + 1]
+    end
+  end
+  for i = first + 3, #ARGV, 3 do
+    local k, op, val = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+    if #k > maxk then return -1 end
+    local f = prefix .. k
+    if len[f] then total = total - #k - len[f] end
+    len[f] = nil
+    if op == 's' then
+      if #val > maxv then return -1 end
+      total = total + #k + #val
+      len[f] = #val
+    end
+  end
+  if total > maxt then return -1 end
+  for i = first + 3, #ARGV, 3 do
+    if ARGV[i + 1] == 's' then
+      redis.call('HSET', hash, prefix .. ARGV[i], ARGV[i + 2])
+    else
+      redis.call('HDEL', hash, prefix .. ARGV[i])
+    end
+  end
+  return 1
+end
+"#;
+
+fn data_script(body: &str) -> Script {
+    Script::new(&format!("{PRELUDE}{DATA_PRELUDE}{body}"))
+}
+
+/// Session: create with data. KEYS session data; ARGV value pxat field value field value ...
+/// Returns 1, or 0 when the session key exists (nothing written).
+pub(super) static SESSION_PUT_WITH_DATA: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PXAT', ARGV[2]) then return 0 end
+redis.call('DEL', KEYS[2])
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+redis.call('PEXPIREAT', KEYS[2], ARGV[2])
+return 1
+"#,
+    )
+});
+
+/// Session data: apply a patch if the session is live at ARGV[1]. KEYS session data;
+/// ARGV now max_key max_value max_total (key op value)... Returns 1, 0 (absent or expired) or
+/// -1 (over a limit; nothing written).
+pub(super) static SESSION_DATA_UPDATE: LazyLock<Script> = LazyLock::new(|| {
+    data_script(
+        r#"
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+local e = string.match(v, '^%-?%d+|(%-?%d+)|%-?%d+|')
+if not e then return redis.error_reply('keycard: malformed session record') end
+if tonumber(e) <= tonumber(ARGV[1]) then return 0 end
+local r = apply_patch(KEYS[2], '', 2)
+if r == 1 then redis.call('PEXPIREAT', KEYS[2], fmt(math.max(1, tonumber(e)))) end
+return r
+"#,
+    )
+});
+
+/// Family data (fields `d:<key>` of the family hash) if the head is live at ARGV[1]. KEYS fam.
+/// Returns {key, value, ...} (empty when none or not live).
+pub(super) static FAMILY_DATA: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local h = redis.call('HGET', KEYS[1], 'h')
+if not h then return {} end
+local t = redis.call('HGET', KEYS[1], 't:' .. h)
+if not t then return {} end
+local _, e = parse_token(t)
+if (not e) or tonumber(e) <= tonumber(ARGV[1]) then return {} end
+local out = {}
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  if string.sub(all[i], 1, 2) == 'd:' then
+    table.insert(out, string.sub(all[i], 3))
+    table.insert(out, all[i + 1])
+  end
+end
+return out
+"#,
+    )
+});
+
+/// Family data: apply a patch if the head is live at ARGV[1]. KEYS fam; ARGV as
+/// [`SESSION_DATA_UPDATE`]. Returns 1, 0 (not live) or -1 (over a limit; nothing written).
+pub(super) static FAMILY_DATA_UPDATE: LazyLock<Script> = LazyLock::new(|| {
+    data_script(
+        r#"
+local h = redis.call('HGET', KEYS[1], 'h')
+if not h then return 0 end
+local t = redis.call('HGET', KEYS[1], 't:' .. h)
+if not t then return 0 end
+local _, e = parse_token(t)
+if (not e) or tonumber(e) <= tonumber(ARGV[1]) then return 0 end
+return apply_patch(KEYS[1], 'd:', 2)
 "#,
     )
 });

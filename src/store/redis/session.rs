@@ -5,14 +5,18 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use futures_util::future::try_join_all;
-use redis::{Cmd, Value};
+use redis::{Cmd, Pipeline, Value};
 
 use super::{
     RedisStore,
     connection::{Conn, store_err},
+    data::{object_pairs, object_text},
     keys::parse_id,
     record::{decode_session, encode_session, expire_at},
-    scripts::{INDEX_ADD, INDEX_REMOVE, INDEX_SWAP, INDEX_SWEEP, INDEX_TOUCH, TOUCH},
+    scripts::{
+        INDEX_ADD, INDEX_REMOVE, INDEX_SWAP, INDEX_SWEEP, INDEX_TOUCH, SESSION_DELETE,
+        SESSION_PUT_WITH_DATA, TOUCH,
+    },
 };
 use crate::{
     clock::to_millis,
@@ -33,15 +37,24 @@ impl RedisStore {
         }
         let conn = self.writer();
         let durability = self.durability();
-        let keys: Vec<String> = ids.iter().map(|h| self.inner.keys.session_hex(h)).collect();
+        let keys: Vec<(String, String)> = ids
+            .iter()
+            .map(|h| {
+                (
+                    self.inner.keys.session_hex(h),
+                    self.inner.keys.session_data_hex(h),
+                )
+            })
+            .collect();
         let limit = self.inner.options.timeout;
         let task = tokio::spawn(tokio::time::timeout(limit, async move {
-            let deleted = try_join_all(keys.iter().map(|key| {
+            let deleted = try_join_all(keys.iter().map(|(key, data_key)| {
                 let mut c = conn.clone();
                 async move {
-                    let n: i64 = redis::cmd("DEL")
-                        .arg(key)
-                        .query_async(&mut c)
+                    let n: i64 = SESSION_DELETE
+                        .key(key)
+                        .key(data_key)
+                        .invoke_async(&mut c)
                         .await
                         .map_err(store_err)?;
                     durability.wait(&mut c, key).await?;
@@ -73,7 +86,8 @@ impl RedisStore {
         let durability = self.durability();
         let keys = &self.inner.keys;
         let key = keys.session(&record.id);
-        if !put_new(&mut conn, &key, record).await? {
+        let data_key = keys.session_data(&record.id);
+        if !put_new(&mut conn, &key, &data_key, record).await? {
             return Ok(CreateOutcome::Collision);
         }
         durability.wait(&mut conn, &key).await?;
@@ -104,13 +118,18 @@ impl RedisStore {
             Ok(v) => v,
             Err(e) => {
                 // Not indexed, so it must not stay loadable; nobody holds the token yet.
-                let _: Result<i64, _> = redis::cmd("DEL").arg(&key).query_async(&mut conn).await;
+                let _: Result<i64, _> = redis::cmd("DEL")
+                    .arg(&key)
+                    .arg(&data_key)
+                    .query_async(&mut conn)
+                    .await;
                 return Err(e);
             }
         };
         if status == 0 {
             let _: i64 = redis::cmd("DEL")
                 .arg(&key)
+                .arg(&data_key)
                 .query_async(&mut conn)
                 .await
                 .map_err(store_err)?;
@@ -132,19 +151,28 @@ impl RedisStore {
         now: SystemTime,
     ) -> StoreResult<Option<SessionRecord>> {
         let mut conn = self.reader();
-        let key = self.inner.keys.session_arg(id);
-        // Sized up front: the key is written into the command's buffer without regrowing it.
-        let raw: Option<Vec<u8>> = Cmd::with_capacity(2, 3 + key.len())
-            .arg("GET")
-            .arg(key)
-            .query_async(&mut conn)
-            .await
-            .map_err(store_err)?;
+        let keys = &self.inner.keys;
+        let key = keys.session_arg(id);
+        let data_key = keys.session_data_arg(id);
+        // One round trip for the session and its data hash (same slot, so one node on a cluster).
+        // Sized up front: the keys are written into the commands' buffers without regrowing them.
+        let mut get = Cmd::with_capacity(2, 3 + key.len());
+        get.arg("GET").arg(key);
+        let mut hgetall = Cmd::with_capacity(2, 7 + data_key.len());
+        hgetall.arg("HGETALL").arg(data_key);
+        let mut pipe = Pipeline::with_capacity(2);
+        pipe.add_command(get).add_command(hgetall);
+        let (raw, data): (Option<Vec<u8>>, Vec<(String, String)>) =
+            pipe.query_async(&mut conn).await.map_err(store_err)?;
         let Some(raw) = raw else {
             return Ok(None);
         };
-        let record = decode_session(*id, &raw)?;
-        Ok((record.expires_at > now).then_some(record))
+        let mut record = decode_session(*id, &raw)?;
+        if record.expires_at <= now {
+            return Ok(None);
+        }
+        record.data = object_text(data)?;
+        Ok(Some(record))
     }
 
     async fn touch_inner(
@@ -177,6 +205,7 @@ impl RedisStore {
         durability.wait(&mut conn, &se).await?;
         let touched: i64 = TOUCH
             .key(&key)
+            .key(self.inner.keys.session_data(id))
             .arg(to_millis(last_seen_at))
             .arg(to_millis(expires))
             .invoke_async(&mut conn)
@@ -195,7 +224,8 @@ impl RedisStore {
             return Ok(false);
         };
         let new_key = keys.session(&new.id);
-        if !put_new(&mut conn, &new_key, new).await? {
+        let new_data_key = keys.session_data(&new.id);
+        if !put_new(&mut conn, &new_key, &new_data_key, new).await? {
             return Err(StoreError::new(StoreErrorKind::Conflict));
         }
         durability.wait(&mut conn, &new_key).await?;
@@ -220,14 +250,18 @@ impl RedisStore {
         let (status, pending) = match swapped {
             Ok(v) => v,
             Err(e) => {
-                let _: Result<i64, _> =
-                    redis::cmd("DEL").arg(&new_key).query_async(&mut conn).await;
+                let _: Result<i64, _> = redis::cmd("DEL")
+                    .arg(&new_key)
+                    .arg(&new_data_key)
+                    .query_async(&mut conn)
+                    .await;
                 return Err(e);
             }
         };
         if status == 0 {
             let _: i64 = redis::cmd("DEL")
                 .arg(&new_key)
+                .arg(&new_data_key)
                 .query_async(&mut conn)
                 .await
                 .map_err(store_err)?;
@@ -363,9 +397,33 @@ impl RedisStore {
     }
 }
 
-/// Writes `record` under `key` unless the key exists (`SET NX PXAT`); returns whether it did.
-async fn put_new(conn: &mut Conn, key: &str, record: &SessionRecord) -> StoreResult<bool> {
+/// Writes `record` under `key` unless the key exists (`SET NX PXAT`), and its data (if any) into
+/// the hash `data_key` with the same expiry, in one step; returns whether it did.
+async fn put_new(
+    conn: &mut Conn,
+    key: &str,
+    data_key: &str,
+    record: &SessionRecord,
+) -> StoreResult<bool> {
     let value = encode_session(record)?;
+    let pairs = record
+        .data
+        .as_deref()
+        .map(object_pairs)
+        .transpose()?
+        .unwrap_or_default();
+    if !pairs.is_empty() {
+        let mut invocation = SESSION_PUT_WITH_DATA.key(key);
+        invocation
+            .key(data_key)
+            .arg(value)
+            .arg(expire_at(record.expires_at));
+        for (field, json) in &pairs {
+            invocation.arg(field).arg(json);
+        }
+        let put: i64 = invocation.invoke_async(conn).await.map_err(store_err)?;
+        return Ok(put == 1);
+    }
     let set: Value = redis::cmd("SET")
         .arg(key)
         .arg(value)

@@ -12,13 +12,14 @@ use std::{
 use futures_util::{StreamExt, future::join_all};
 use keycard::{
     store::{
-        CreateOutcome, LimitPolicy, RefreshStore, Revocation, RevocationStore, RotateOutcome,
-        RotateRequest, SessionLimit, SessionStore, StoreErrorKind,
+        CreateOutcome, DataLimits, DataPatch, LimitPolicy, RefreshStore, Revocation,
+        RevocationStore, RotateOutcome, RotateRequest, SessionLimit, SessionStore, StoreErrorKind,
         redis::{RedisOptions, RedisStore},
     },
     token::TokenHash,
 };
 use redis::{FromRedisValue, aio::ConnectionLike};
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use super::{family_head, fresh_id, now, session, session_at, unique_prefix, unique_subject};
@@ -205,6 +206,41 @@ pub async fn touch_slides_and_caps(t: &Target) {
             .unwrap()
     );
     assert!(!store.touch(&fresh_id(), later, new_expiry).await.unwrap());
+}
+
+/// A session's data hash (`<session key>:d`) carries the session's expiry through create,
+/// update and touch, and is deleted with the session.
+pub async fn session_data_key_follows_the_session(t: &Target) {
+    let owned = t.store().await;
+    let store: &dyn SessionStore = &owned;
+    let mut raw = t.raw().await;
+    let mut record = session(&unique_subject());
+    record.data = Some(r#"{"a":1}"#.into());
+    store.create(&record, None).await.unwrap();
+    let data_key = format!("{}:d", t.session_key(&record.id));
+    let at: i64 = raw.query(redis::cmd("PEXPIRETIME").arg(&data_key)).await;
+    assert_eq!(at, to_millis(record.expires_at));
+    let later = record.created_at + secs(60);
+    let new_expiry = later + secs(30 * 60);
+    assert!(store.touch(&record.id, later, new_expiry).await.unwrap());
+    let at: i64 = raw.query(redis::cmd("PEXPIRETIME").arg(&data_key)).await;
+    assert_eq!(at, to_millis(new_expiry));
+    let mut patch = DataPatch::new();
+    patch.set("b", RawValue::from_string("2".into()).unwrap());
+    let limits = DataLimits::default();
+    assert!(
+        store
+            .update_data(&record.id, &patch, &limits, later)
+            .await
+            .unwrap()
+    );
+    let at: i64 = raw.query(redis::cmd("PEXPIRETIME").arg(&data_key)).await;
+    assert_eq!(at, to_millis(new_expiry));
+    let loaded = store.load(&record.id, later).await.unwrap().unwrap();
+    assert_eq!(loaded.data.as_deref(), Some(r#"{"a":1,"b":2}"#));
+    assert!(store.delete(&record.subject, &record.id).await.unwrap());
+    let exists: i64 = raw.query(redis::cmd("EXISTS").arg(&data_key)).await;
+    assert_eq!(exists, 0, "the data hash went with the session");
 }
 
 /// Of concurrent rotations of one session exactly one wins, and only its new ID survives.
@@ -631,6 +667,7 @@ macro_rules! redis_scenarios {
         $crate::common::redis_support::scenarios::redis_scenarios!(@tests $target;
             expiry_is_enforced_and_on_the_server,
             touch_slides_and_caps,
+            session_data_key_follows_the_session,
             concurrent_rotations_one_wins,
             list_and_delete_all,
             concurrent_logins_respect_the_limit,
