@@ -10,6 +10,10 @@
 //! | `DATABASE_URL` | `sqlite:`, `postgres:` or `mysql:` URL | `sqlite://keycard-demo.db` |
 //! | `REDIS_URL` | one Redis node | `redis://127.0.0.1:6379` for the `redis` strategy |
 //! | `REDIS_CLUSTER_URLS` | comma-separated Redis Cluster seed nodes | — |
+//! | `KEYCARD_DEMO_HEADER_TIMEOUT` | time to read a request head, then the connection is closed | `10s` |
+//! | `KEYCARD_DEMO_MAX_CONNECTIONS` | open connections at most (the oldest idle one is closed for a newcomer) | 1,024, at most the open-file limit less 128 |
+//! | `KEYCARD_DEMO_REQUEST_TIMEOUT` | time to read the body and answer, then 408 | `30s` |
+//! | `KEYCARD_DEMO_MAX_BODY` | request body bytes at most, then 413 | `65536` |
 //!
 //! `jwt` and `hybrid` keep their refresh families in the Redis store when one is named, else in
 //! the SQL store (SQLite by default). Without configured keys the JWT strategy signs with an
@@ -19,6 +23,7 @@
 //! until Ctrl-C (or SIGTERM). Bad configuration exits non-zero with one line naming the problem.
 
 mod app;
+mod serve;
 
 use std::{error::Error as StdError, net::SocketAddr, process::ExitCode};
 
@@ -54,6 +59,7 @@ async fn run() -> Result<(), String> {
     let addr: SocketAddr = addr
         .parse()
         .map_err(|e| format!("invalid KEYCARD_DEMO_ADDR `{addr}`: {e}"))?;
+    let limits = serve::Limits::from_env()?;
     let (config, notes) = load_config()?;
     let keycard = Keycard::from_config(&config).await.map_err(|e| {
         format!(
@@ -75,13 +81,8 @@ async fn run() -> Result<(), String> {
         notes,
     );
     let router = app::app(keycard, users);
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown())
-    .await
-    .map_err(|e| format!("server error: {}", one_line(&e)))
+    serve::serve(listener, router, limits, shutdown()).await;
+    Ok(())
 }
 
 /// The config file (if any) with the environment applied on top, and remarks for the start-up

@@ -7,3 +7,4 @@ mod common;
 mod demo_e2e;
 mod demo_instances;
 mod demo_process;
+mod demo_server_limits;
