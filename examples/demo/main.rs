@@ -15,6 +15,10 @@
 //!
 //! The file and the variables are read by [`KeycardConfig::from_env`], as the `keycard` operator
 //! CLI reads them.
+//! | `KEYCARD_DEMO_HEADER_TIMEOUT` | time to read a request head, then the connection is closed | `10s` |
+//! | `KEYCARD_DEMO_MAX_CONNECTIONS` | open connections at most (the oldest idle one is closed for a newcomer) | 1,024, at most the open-file limit less 128 |
+//! | `KEYCARD_DEMO_REQUEST_TIMEOUT` | time to read the body and answer, then 408 | `30s` |
+//! | `KEYCARD_DEMO_MAX_BODY` | request body bytes at most, then 413 | `65536` |
 //!
 //! `jwt` and `hybrid` keep their refresh families in the Redis store when one is named, else in
 //! the SQL store (SQLite by default). Without configured keys the JWT strategy signs with an
@@ -24,6 +28,7 @@
 //! until Ctrl-C (or SIGTERM). Bad configuration exits non-zero with one line naming the problem.
 
 mod app;
+mod serve;
 
 use std::{error::Error as StdError, net::SocketAddr, process::ExitCode};
 
@@ -54,6 +59,7 @@ async fn run() -> Result<(), String> {
     let addr: SocketAddr = addr
         .parse()
         .map_err(|e| format!("invalid KEYCARD_DEMO_ADDR `{addr}`: {e}"))?;
+    let limits = serve::Limits::from_env()?;
     let (config, notes) = load_config()?;
     app::prometheus(); // before keycard records anything
     let keycard = Keycard::from_config(&config).await.map_err(|e| {
@@ -76,13 +82,8 @@ async fn run() -> Result<(), String> {
         notes,
     );
     let router = app::app(keycard, users);
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown())
-    .await
-    .map_err(|e| format!("server error: {}", one_line(&e)))
+    serve::serve(listener, router, limits, shutdown()).await;
+    Ok(())
 }
 
 /// The config file (if any) with the environment applied on top (shared with the `keycard`

@@ -44,6 +44,22 @@ pub fn demo_binary() -> PathBuf {
 /// developer's environment does not leak in.
 pub fn command(dir: &Path) -> Command {
     let mut cmd = Command::new(demo_binary());
+    clear_demo_env(&mut cmd, dir);
+    cmd
+}
+
+/// [`command`] with the demo's open-file limit (soft and hard) set to `nofile` by the shell's
+/// `ulimit -n` before it starts.
+pub fn command_with_open_file_limit(dir: &Path, nofile: u64) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!("ulimit -n {nofile} && exec \"$0\""))
+        .arg(demo_binary());
+    clear_demo_env(&mut cmd, dir);
+    cmd
+}
+
+fn clear_demo_env(cmd: &mut Command, dir: &Path) {
     cmd.current_dir(dir);
     for var in [
         "KEYCARD_DEMO_ADDR",
@@ -55,10 +71,13 @@ pub fn command(dir: &Path) -> Command {
         "KEYCARD_SESSION_CACHE",
         "KEYCARD_TRANSPORT",
         "RUST_LOG",
+        "KEYCARD_DEMO_HEADER_TIMEOUT",
+        "KEYCARD_DEMO_MAX_CONNECTIONS",
+        "KEYCARD_DEMO_REQUEST_TIMEOUT",
+        "KEYCARD_DEMO_MAX_BODY",
     ] {
         cmd.env_remove(var);
     }
-    cmd
 }
 
 /// The last `max` bytes of a log file, for failure messages.

@@ -10,4 +10,5 @@ mod demo_e2e;
 mod demo_instances;
 mod demo_metrics;
 mod demo_process;
+mod demo_server_limits;
 mod demo_throttle;
