@@ -92,7 +92,7 @@ where
             absolute_expires_at: time(8)?,
             user_agent: opt_text(9)?.map(str::to_owned),
             ip: opt_text(10)?.map(str::to_owned),
-            data: None,
+            data: opt_text(11)?.map(str::to_owned),
         }))
     }
 }
@@ -168,7 +168,7 @@ impl<'a> SessionParams<'a> {
         })
     }
 
-    pub(super) fn args(&self) -> [Arg<'_>; 11] {
+    pub(super) fn args(&self) -> [Arg<'_>; 12] {
         let r = self.record;
         [
             Arg::Bytes(r.id.as_bytes()),
@@ -182,6 +182,7 @@ impl<'a> SessionParams<'a> {
             Arg::Int(to_millis(r.absolute_expires_at)),
             Arg::OptText(r.user_agent.as_deref()),
             Arg::OptText(r.ip.as_deref()),
+            Arg::OptText(r.data.as_deref()),
         ]
     }
 }

@@ -4,7 +4,7 @@
 use super::dialect::Dialect;
 
 pub(super) const SESSION_COLUMNS: &str = "id, subject, roles, attributes, created_at, \
-     last_seen_at, authenticated_at, expires_at, absolute_expires_at, user_agent, ip";
+     last_seen_at, authenticated_at, expires_at, absolute_expires_at, user_agent, ip, data";
 pub(super) const REFRESH_COLUMNS: &str = "id, family, subject, roles, attributes, issued_at, \
      expires_at, family_created_at, family_expires_at, authenticated_at, used_at, user_agent, ip";
 
@@ -45,6 +45,8 @@ pub(super) struct SessionSql {
     pub(super) sweep: String,
     pub(super) subject_upsert: String,
     pub(super) subject_sweep: String,
+    pub(super) data_lock: String,
+    pub(super) data_update: String,
 }
 
 impl SessionSql {
@@ -56,7 +58,7 @@ impl SessionSql {
         Self {
             insert: f(&format!(
                 "INSERT INTO keycard_sessions ({SESSION_COLUMNS}) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?){absent}"
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?){absent}"
             )),
             exists: f("SELECT COUNT(*) FROM keycard_sessions WHERE id = ?"),
             load: f(&format!(
@@ -81,6 +83,10 @@ impl SessionSql {
             sweep: f("DELETE FROM keycard_sessions WHERE expires_at <= ?"),
             subject_upsert: f(&d.upsert_max("keycard_subjects", "subject", "expires_at")),
             subject_sweep: f("DELETE FROM keycard_subjects WHERE expires_at <= ?"),
+            data_lock: f(&format!(
+                "SELECT data FROM keycard_sessions WHERE id = ? AND expires_at > ?{lock}"
+            )),
+            data_update: f("UPDATE keycard_sessions SET data = ? WHERE id = ?"),
         }
     }
 }
@@ -103,6 +109,9 @@ pub(super) struct RefreshSql {
     pub(super) family_live: String,
     pub(super) heads_list: String,
     pub(super) families_dead: String,
+    pub(super) family_data: String,
+    pub(super) family_data_lock: String,
+    pub(super) family_data_update: String,
 }
 
 impl RefreshSql {
@@ -158,6 +167,13 @@ impl RefreshSql {
                  WHERE f.subject = ? AND t.used_at IS NULL AND t.expires_at > ? \
                  ORDER BY t.family_created_at, t.family"
             )),
+            family_data: f("SELECT data FROM keycard_refresh_families \
+                 WHERE family = ? AND head_expires_at > ?"),
+            family_data_lock: f(&format!(
+                "SELECT data FROM keycard_refresh_families \
+                 WHERE family = ? AND head_expires_at > ?{lock}"
+            )),
+            family_data_update: f("UPDATE keycard_refresh_families SET data = ? WHERE family = ?"),
             families_dead: f(&format!(
                 "SELECT family FROM keycard_refresh_families WHERE head_expires_at <= ?{lock}"
             )),
