@@ -46,7 +46,7 @@
 //! - IPv6 clients are counted per /64 prefix (one host usually holds a whole /64); IPv4-mapped
 //!   addresses count as IPv4.
 //! - The limits, window and lockout growth are those of [`ThrottleConfig`]; see
-//!   [`ThrottleStore`](crate::store::ThrottleStore) for the exact state machine.
+//!   [`ThrottleStore`] for the exact state machine.
 //!
 //! # Security caveats
 //! Per-identifier lockout lets anyone lock a known username out for a while by failing on

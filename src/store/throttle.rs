@@ -148,7 +148,7 @@ pub enum Admission {
     },
 }
 
-/// Storage for attempt counters ([module docs](self)).
+/// Storage for attempt counters (see the [`LoginThrottle`](crate::throttle::LoginThrottle) rules).
 ///
 /// Object safe, used as `Arc<dyn ThrottleStore>`. Implementations must make each call one
 /// atomic step: concurrent attempts on one key never admit more than `max_attempts` per window,
