@@ -92,7 +92,6 @@ use serde_json::{Map, Value};
 use crate::token::TokenHash;
 
 mod data;
-#[cfg(any(feature = "jwt", feature = "test-suite"))]
 pub(crate) mod decorate;
 mod error;
 mod memory;
@@ -109,8 +108,10 @@ mod wire;
 pub use data::{DataLimits, DataPatch};
 pub use error::{StoreError, StoreErrorKind, StoreResult};
 pub use memory::MemoryStore;
+pub(crate) use throttle::Counter;
+#[cfg(feature = "_sql")]
+pub(crate) use throttle::step as throttle_step;
 pub use throttle::{Admission, ThrottleKey, ThrottleRule, ThrottleStore};
-pub(crate) use throttle::{Counter, step as throttle_step};
 
 /// One server-side session as stored.
 #[derive(Debug, Clone, PartialEq)]
