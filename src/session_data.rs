@@ -359,9 +359,13 @@ impl RequestContext {
         principal: &Principal,
         rotated: bool,
     ) -> Result<(), Error> {
-        let previous = match self.resolve_session().await {
-            Ok(p) if p.is_anonymous() || rotated => Some(p),
-            _ => None,
+        // Only a request that carried a credential had a session to move from.
+        let previous = match self.has_credential() {
+            true => match self.resolve_session().await {
+                Ok(p) if p.is_anonymous() || rotated => Some(p),
+                _ => None,
+            },
+            false => None,
         };
         let carry = match &previous {
             Some(p) if p.is_anonymous() => {
