@@ -55,7 +55,7 @@ pub async fn session_data_round_trip(store: Arc<dyn SessionStore>) {
         session_data(&store, &record.id).await,
         json!({"theme": "dark", "n": 1})
     );
-    let value = json!({"nested": {"list": [1, "two", null], "x": 1.0000000000001e300}, "ü": "✓"});
+    let value = json!({"nested": {"list": [1, "two", null], "x": 2.5}, "ü": "✓"});
     assert!(
         store
             .update_data(
