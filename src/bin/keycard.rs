@@ -1,5 +1,17 @@
 //! `keycard`: the operator command line (feature `cli`). See [`keycard::cli`] and the README.
 
-fn main() -> std::process::ExitCode {
-    keycard::cli::main()
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    match keycard::cli::main() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.code() == 0 => {
+            println!("{}", e.message());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("keycard: {}", e.message());
+            ExitCode::from(e.code())
+        }
+    }
 }

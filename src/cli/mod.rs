@@ -20,8 +20,6 @@
 //! revocation feed (Redis pub/sub, PostgreSQL `LISTEN/NOTIFY`, polling for SQLite and MySQL):
 //! instances running with the read cache refuse the session at their next request.
 
-use std::process::ExitCode;
-
 use clap::{Parser, Subcommand};
 
 use crate::{
@@ -35,33 +33,20 @@ mod output;
 mod sessions;
 mod stores;
 
-/// Runs the `keycard` command line with the process arguments and environment, and returns its
-/// exit code (see the [module docs](self) for the codes).
-pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { 0 });
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+/// Runs the `keycard` command line with the process arguments and environment. The binary
+/// prints a [`Failure`]'s message and exits with its code (see the [module docs](self)); the
+/// library itself prints nothing to stderr.
+pub fn main() -> Result<(), Failure> {
+    let cli = Cli::try_parse().map_err(|e| {
+        // `--help` and `--version` are "errors" with exit code 0 and text for stdout.
+        let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
+        Failure::new(code, e.render().to_string().trim_end())
+    })?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("keycard: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_OTHER);
-        }
-    };
-    match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("keycard: {}", e.message);
-            ExitCode::from(e.code)
-        }
-    }
+        .map_err(|e| Failure::new(EXIT_OTHER, format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(run(cli))
 }
 
 /// Exit code: no such session.
@@ -153,11 +138,24 @@ enum KeysCommand {
     List,
 }
 
-/// A failed command: its exit code and one line for stderr.
+/// How a command ended without success: its exit code and what to print (code 0: the help or
+/// version text, for stdout; otherwise one line for stderr).
 #[derive(Debug)]
-pub(crate) struct Failure {
+pub struct Failure {
     code: u8,
     message: String,
+}
+
+impl Failure {
+    /// The process exit code.
+    pub fn code(&self) -> u8 {
+        self.code
+    }
+
+    /// The text to print.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
 }
 
 impl Failure {
