@@ -778,18 +778,22 @@ async fn bad_cookies_are_refused(h: &Harness) {
     assert!(r.text().contains(r#"action="/login""#));
 }
 
+/// `POST /login` as alice from a client that presents `cred`.
+async fn login_over(h: &Harness, cred: &Cred) -> Resp {
+    h.send(
+        with_cred(Method::POST, "/login", Some(cred))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(
+                json!({"username": "alice", "password": "wonderland"}).to_string(),
+            ))
+            .unwrap(),
+    )
+    .await
+}
+
 async fn login_replaces_a_presented_session(h: &Harness) {
     let old = h.alice().await;
-    let r = h
-        .send(
-            with_cred(Method::POST, "/login", Some(&old))
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(
-                    json!({"username": "alice", "password": "wonderland"}).to_string(),
-                ))
-                .unwrap(),
-        )
-        .await;
+    let r = login_over(h, &old).await;
     let new = h.cred_from(&r);
     let (Cred::Cookie(a), Cred::Cookie(b)) = (&old, &new) else {
         unreachable!()
@@ -1173,16 +1177,7 @@ async fn anonymous_prefs_survive_login_under_a_new_id(h: &Harness) {
     assert_eq!(r.status, StatusCode::OK);
     let anonymous = Cred::Cookie(r.session_cookie().expect("an anonymous session cookie"));
     assert_eq!(h.me(&anonymous).await, StatusCode::UNAUTHORIZED);
-    let r = h
-        .send(
-            with_cred(Method::POST, "/login", Some(&anonymous))
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(
-                    json!({"username": "alice", "password": "wonderland"}).to_string(),
-                ))
-                .unwrap(),
-        )
-        .await;
+    let r = login_over(h, &anonymous).await;
     let alice = h.cred_from(&r);
     assert_ne!(alice.access(), anonymous.access(), "a fresh ID at login");
     let prefs = h.call(Method::GET, "/prefs", Some(&alice)).await.json();
