@@ -224,6 +224,7 @@ async fn token(strategy: &JwtStrategy) -> String {
         .login(
             Principal::builder(SUBJECT).role("user").build(),
             &ClientMeta::default(),
+            Default::default(),
         )
         .await
         .unwrap();

@@ -56,6 +56,8 @@ fn record(token: &OpaqueToken) -> SessionRecord {
         user_agent: Some("criterion".into()),
         ip: Some("127.0.0.1".into()),
         data: Some(r#"{"theme":"dark"}"#.into()),
+        idle_timeout: None,
+        persistent: true,
     }
 }
 

@@ -16,7 +16,7 @@
 //! let app: Router = Router::new().route("/login", post(login)).route("/logout", post(logout));
 //! ```
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::extract::ConnectInfo;
 use axum_core::extract::FromRequestParts;
@@ -41,21 +41,41 @@ pub struct Auth {
     meta: ClientMeta,
 }
 
-/// How [`Auth::login_with`] logs in.
+/// How [`Auth::login_with`] logs in: the cookie's lifetime ("remember me") and, optionally,
+/// shorter timeouts for this one session.
 ///
-/// The session's lifetime is the strategy's either way: a persistent cookie carries a `Max-Age`
-/// equal to the session's absolute lifetime, so the cookie never outlives the session nor
-/// expires before it (sliding renewal never extends a session past its absolute expiry); a
-/// browser-session cookie has no `Max-Age` and goes when the browser closes.
+/// A persistent cookie carries a `Max-Age` equal to the session's absolute lifetime, so the
+/// cookie never outlives the session nor expires before it: sliding renewal never extends a
+/// session past its absolute expiry, so it never needs to re-send the cookie. A browser-session
+/// cookie has no `Max-Age` and goes when the browser closes. The choice is stored with the
+/// session, so a rotation or step-up re-sends the cookie with the same lifetime.
+///
+/// [`idle_timeout`](Self::idle_timeout) and [`absolute_timeout`](Self::absolute_timeout) shorten
+/// this session's timeouts; they never lengthen them: a longer value than the strategy's
+/// configured one is capped at it. A zero timeout is refused (400 `invalid_data`).
+///
+/// ```
+/// use std::time::Duration;
+/// use keycard::Login;
+///
+/// // A shared computer: the cookie goes with the browser, the session after 10 idle minutes
+/// // and at most 2 hours.
+/// let login = Login::browser_session()
+///     .idle_timeout(Duration::from_secs(600))
+///     .absolute_timeout(Duration::from_secs(2 * 3600));
+/// assert!(!login.is_persistent());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Login {
     persistent: bool,
+    idle_timeout: Option<Duration>,
+    absolute_timeout: Option<Duration>,
 }
 
 impl Default for Login {
-    /// A persistent cookie (as [`Auth::login`]).
+    /// A persistent cookie and the strategy's timeouts (as [`Auth::login`]).
     fn default() -> Self {
-        Self { persistent: true }
+        Self::remember(true)
     }
 }
 
@@ -64,12 +84,65 @@ impl Login {
     pub fn remember(remember: bool) -> Self {
         Self {
             persistent: remember,
+            idle_timeout: None,
+            absolute_timeout: None,
         }
     }
 
     /// A browser-session cookie: no `Max-Age`, no `Expires`.
     pub fn browser_session() -> Self {
         Self::remember(false)
+    }
+
+    /// Ends the session after `timeout` without a request, if that is sooner than the
+    /// strategy's idle timeout (for tokens: the refresh token's idle timeout).
+    #[must_use]
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// Ends the session `timeout` after login whatever its activity, if that is sooner than the
+    /// strategy's absolute timeout (for tokens: the refresh family's lifetime).
+    #[must_use]
+    pub fn absolute_timeout(mut self, timeout: Duration) -> Self {
+        self.absolute_timeout = Some(timeout);
+        self
+    }
+
+    /// Whether the cookie is persistent.
+    pub fn is_persistent(&self) -> bool {
+        self.persistent
+    }
+
+    /// The idle timeout of the session: the shorter of the requested one and `configured`.
+    /// `None` when none was requested or the configured one is not longer.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidData`](ErrorKind::InvalidData) for a zero timeout.
+    pub fn idle_within(&self, configured: Duration) -> crate::Result<Option<Duration>> {
+        Ok(Self::within(self.idle_timeout, configured)?.filter(|t| *t < configured))
+    }
+
+    /// The absolute timeout of the session: the shorter of the requested one and `configured`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidData`](ErrorKind::InvalidData) for a zero timeout.
+    pub fn absolute_within(&self, configured: Duration) -> crate::Result<Duration> {
+        Ok(Self::within(self.absolute_timeout, configured)?.unwrap_or(configured))
+    }
+
+    fn within(
+        requested: Option<Duration>,
+        configured: Duration,
+    ) -> crate::Result<Option<Duration>> {
+        match requested {
+            Some(t) if t.is_zero() => Err(Error::with_message(
+                ErrorKind::InvalidData,
+                "a session timeout must be longer than zero",
+            )),
+            requested => Ok(requested.map(|t| t.min(configured))),
+        }
     }
 }
 
@@ -163,7 +236,8 @@ impl Auth {
         self.login_with(spec, Login::default()).await
     }
 
-    /// [`login`](Self::login) with a choice of cookie lifetime ("remember me").
+    /// [`login`](Self::login) with a choice of cookie lifetime ("remember me") and, optionally,
+    /// shorter timeouts for this session (see [`Login`]).
     ///
     /// ```
     /// use keycard::{Auth, Login, Principal, Rejection};
@@ -193,7 +267,7 @@ impl Auth {
             .ctx
             .shared
             .strategy
-            .login(spec.into(), &self.meta)
+            .login(spec.into(), &self.meta, options)
             .await
             .map_err(|e| self.reject(e))?;
         if !options.persistent {

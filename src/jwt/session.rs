@@ -8,6 +8,7 @@ use async_trait::async_trait;
 
 use super::strategy::{JwtStrategy, revoked};
 use crate::{
+    auth::Login,
     clock::{from_millis, to_millis, truncate_millis},
     error::{Error, ErrorKind, Result},
     events::SecurityEvent,
@@ -88,13 +89,16 @@ impl JwtStrategy {
                 roles: spec.roles.clone(),
                 attributes: spec.attributes.clone(),
                 issued_at: f.now,
-                expires_at: (f.now + self.inner.refresh.idle).min(f.expires_at),
+                expires_at: (f.now + f.idle_timeout.unwrap_or(self.inner.refresh.idle))
+                    .min(f.expires_at),
                 family_created_at: f.now,
                 family_expires_at: f.expires_at,
                 authenticated_at: f.authenticated_at,
                 used_at: None,
                 user_agent: f.user_agent.clone(),
                 ip: f.ip.clone(),
+                idle_timeout: f.idle_timeout,
+                persistent: f.persistent,
             };
             if self.inner.refresh_store.insert(&record).await? {
                 return Ok((family, token));
@@ -114,10 +118,20 @@ struct NewFamily {
     authenticated_at: SystemTime,
     user_agent: Option<String>,
     ip: Option<String>,
+    /// The family's own idle timeout, when chosen at login.
+    idle_timeout: Option<Duration>,
+    /// Whether its refresh cookie is persistent.
+    persistent: bool,
 }
 
 fn remaining(until: SystemTime, now: SystemTime) -> Duration {
     until.duration_since(now).unwrap_or_default()
+}
+
+/// The refresh cookie's `Max-Age` for a family that ends at `until`: none for a browser-session
+/// cookie.
+fn refresh_max_age(persistent: bool, until: SystemTime, now: SystemTime) -> Option<Duration> {
+    persistent.then(|| remaining(until, now))
 }
 
 fn truncate_utf8(s: &str, max: usize) -> String {
@@ -158,7 +172,12 @@ impl SessionStrategy for JwtStrategy {
         self.authenticate_now(credential)
     }
 
-    async fn login(&self, spec: PrincipalSpec, meta: &ClientMeta) -> Result<Issued> {
+    async fn login(
+        &self,
+        spec: PrincipalSpec,
+        meta: &ClientMeta,
+        options: Login,
+    ) -> Result<Issued> {
         check_attributes(&spec.attributes)?;
         if spec.subject.is_empty() {
             return Err(Error::with_message(
@@ -172,9 +191,10 @@ impl SessionStrategy for JwtStrategy {
                 "this JWT strategy has no signing key",
             ));
         }
+        let idle_timeout = options.idle_within(self.inner.refresh.idle)?;
         let now = truncate_millis(self.inner.clock.now());
         let now_ms = to_millis(now);
-        let absolute_end = now + self.inner.refresh.absolute;
+        let absolute_end = now + options.absolute_within(self.inner.refresh.absolute)?;
         let (family, refresh_token) = self
             .start_family(
                 &spec,
@@ -184,6 +204,8 @@ impl SessionStrategy for JwtStrategy {
                     authenticated_at: now,
                     user_agent: meta.user_agent.as_deref().map(|ua| truncate_utf8(ua, 256)),
                     ip: meta.ip.map(|ip| ip.to_string()),
+                    idle_timeout,
+                    persistent: options.is_persistent(),
                 },
             )
             .await?;
@@ -211,7 +233,7 @@ impl SessionStrategy for JwtStrategy {
             session_max_age: None,
             access_token: Some(access),
             refresh_token: Some(refresh_token),
-            refresh_max_age: Some(remaining(absolute_end, now)),
+            refresh_max_age: refresh_max_age(options.is_persistent(), absolute_end, now),
         })
     }
 
@@ -237,7 +259,14 @@ impl SessionStrategy for JwtStrategy {
             .find(|r| r.family == old_family)
             .ok_or_else(revoked)?;
         let (authenticated_at, family_expires_at) = if reauthenticated.is_some() {
-            (now, now + self.inner.refresh.absolute)
+            // A step-up restarts the family's lifetime: the one chosen at login (set then, and
+            // at each step-up, from `authenticated_at`), never longer than the configured one.
+            let lifetime = old
+                .family_expires_at
+                .duration_since(old.authenticated_at)
+                .unwrap_or_default()
+                .min(self.inner.refresh.absolute);
+            (now, now + lifetime)
         } else {
             (old.authenticated_at, old.family_expires_at)
         };
@@ -256,6 +285,8 @@ impl SessionStrategy for JwtStrategy {
                         Some(meta) => meta.ip.map(|ip| ip.to_string()),
                         None => old.ip.clone(),
                     },
+                    idle_timeout: old.idle_timeout,
+                    persistent: old.persistent,
                 },
             )
             .await?;
@@ -282,7 +313,7 @@ impl SessionStrategy for JwtStrategy {
             session_max_age: None,
             access_token: Some(access),
             refresh_token: Some(refresh_token),
-            refresh_max_age: Some(remaining(family_expires_at, now)),
+            refresh_max_age: refresh_max_age(old.persistent, family_expires_at, now),
         })
     }
 
@@ -425,7 +456,7 @@ impl RefreshTokens for JwtStrategy {
                     session_max_age: None,
                     access_token: Some(access),
                     refresh_token: Some(next_token),
-                    refresh_max_age: Some(remaining(next.family_expires_at, now)),
+                    refresh_max_age: refresh_max_age(next.persistent, next.family_expires_at, now),
                 })
             }
             RotateOutcome::Reused { family, subject } => {

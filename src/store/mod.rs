@@ -143,6 +143,13 @@ pub struct SessionRecord {
     /// [`SessionStore::update_data`], returned by [`SessionStore::load`] (so reading it costs no
     /// round trip of its own); [`SessionStore::list`] may leave it out.
     pub data: Option<String>,
+    /// The idle timeout chosen for this session at login (see [`Login`](crate::Login)), shorter
+    /// than the strategy's; `None` for the strategy's own. Fixed at creation; kept by rotation.
+    pub idle_timeout: Option<Duration>,
+    /// Whether the session's cookie is persistent (`Max-Age`) rather than a browser-session
+    /// cookie (see [`Login::remember`](crate::Login::remember)). Fixed at creation; kept by
+    /// rotation, so a rotated or stepped-up session's cookie keeps the lifetime chosen at login.
+    pub persistent: bool,
 }
 
 impl SessionRecord {
@@ -291,14 +298,21 @@ pub struct RefreshRecord {
     pub user_agent: Option<String>,
     /// The client's IP at login.
     pub ip: Option<String>,
+    /// The family's idle timeout chosen at login (see [`Login`](crate::Login)), shorter than the
+    /// strategy's; `None` for the strategy's own. Successors keep it.
+    pub idle_timeout: Option<Duration>,
+    /// Whether the refresh cookie is persistent (`Max-Age`) rather than a browser-session
+    /// cookie. Successors keep it.
+    pub persistent: bool,
 }
 
 impl RefreshRecord {
     /// The record that replaces `self` on rotation: same family and identity, new ID, issued at
-    /// `now`, expiring at `min(now + idle, family_expires_at)`, unused. Backends call this so that
-    /// every store derives successors identically.
-    pub fn successor(&self, id: TokenHash, now: SystemTime, idle: std::time::Duration) -> Self {
-        let idle_end = now + idle;
+    /// `now`, expiring at `min(now + idle, family_expires_at)` (with the family's own idle
+    /// timeout when it is shorter), unused. Backends call this so that every store derives
+    /// successors identically.
+    pub fn successor(&self, id: TokenHash, now: SystemTime, idle: Duration) -> Self {
+        let idle_end = now + self.idle_timeout.map_or(idle, |own| own.min(idle));
         Self {
             id,
             family: self.family.clone(),
@@ -313,6 +327,8 @@ impl RefreshRecord {
             used_at: None,
             user_agent: self.user_agent.clone(),
             ip: self.ip.clone(),
+            idle_timeout: self.idle_timeout,
+            persistent: self.persistent,
         }
     }
 }

@@ -19,7 +19,7 @@
 //!
 //! use async_trait::async_trait;
 //! use keycard::{
-//!     Error, ErrorKind, Keycard, Principal, PrincipalSpec, Result,
+//!     Error, ErrorKind, Keycard, Login, Principal, PrincipalSpec, Result,
 //!     store::MemoryStore,
 //!     strategy::{
 //!         AuthFuture, ClientMeta, Credential, CredentialSource, Issued, RefreshTokens, Reissue,
@@ -55,9 +55,9 @@
 //!             Ok(principal)
 //!         })
 //!     }
-//!     async fn login(&self, spec: PrincipalSpec, meta: &ClientMeta) -> Result<Issued> {
+//!     async fn login(&self, spec: PrincipalSpec, meta: &ClientMeta, options: Login) -> Result<Issued> {
 //!         self.check(&spec.subject)?;
-//!         self.inner.login(spec, meta).await
+//!         self.inner.login(spec, meta, options).await
 //!     }
 //!     async fn reissue(&self, current: &Principal, change: Reissue<'_>) -> Result<Issued> {
 //!         self.inner.reissue(current, change).await
@@ -107,6 +107,7 @@ pub use crate::credential::{
     AccessToken, ClientMeta, Credential, CredentialSource, Issued, SessionInfo,
 };
 use crate::{
+    auth::Login,
     error::Result,
     principal::{Principal, PrincipalSpec},
 };
@@ -233,7 +234,13 @@ pub trait SessionStrategy: Send + Sync + fmt::Debug + 'static {
 
     /// Logs `spec` in: always creates a fresh session (or refresh family) and returns its
     /// credentials.
-    async fn login(&self, spec: PrincipalSpec, meta: &ClientMeta) -> Result<Issued>;
+    ///
+    /// `options` carries the app's choices for this session: the cookie's lifetime, which the
+    /// strategy keeps with the session so that [`reissue`](Self::reissue) re-sends its cookies
+    /// with the same lifetime, and shorter timeouts, capped at the strategy's own (see
+    /// [`Login::idle_within`] and [`Login::absolute_within`]).
+    async fn login(&self, spec: PrincipalSpec, meta: &ClientMeta, options: Login)
+    -> Result<Issued>;
 
     /// Replaces the principal's credentials by fresh ones and revokes the old ones, after a
     /// privilege change or a step-up (see [`Reissue`]).

@@ -16,6 +16,7 @@ use super::{
     cache::{CacheKey, CacheSettings, SessionCache},
 };
 use crate::{
+    auth::Login,
     clock::{Clock, SystemClock, truncate_millis},
     error::{Error, ErrorKind, Result},
     events::{Events, SecurityEvent},
@@ -212,11 +213,15 @@ impl ServerSessions {
         .with_data(data, anonymous)
     }
 
-    /// The idle timeout of `record`'s kind of session.
+    /// The idle timeout of `record`: its own when chosen at login, else its kind's.
     fn idle_of(&self, record: &SessionRecord) -> Duration {
         match (&self.settings.anonymous, record.is_anonymous()) {
             (Some(anonymous), true) => anonymous.idle_timeout,
-            _ => self.settings.idle_timeout,
+            _ => record
+                .idle_timeout
+                .map_or(self.settings.idle_timeout, |own| {
+                    own.min(self.settings.idle_timeout)
+                }),
         }
     }
 
@@ -259,10 +264,14 @@ impl ServerSessions {
         &self,
         spec: PrincipalSpec,
         meta: &ClientMeta,
+        options: Login,
     ) -> Result<(OpaqueToken, SessionRecord)> {
+        let idle_timeout = options.idle_within(self.settings.idle_timeout)?;
+        let absolute_timeout = options.absolute_within(self.settings.absolute_timeout)?;
         let token = OpaqueToken::generate()?;
         let now = truncate_millis(self.clock.now());
-        let absolute = now + self.settings.absolute_timeout;
+        let absolute = now + absolute_timeout;
+        let idle = idle_timeout.unwrap_or(self.settings.idle_timeout);
         let record = SessionRecord {
             id: token.hash(),
             subject: spec.subject,
@@ -271,25 +280,29 @@ impl ServerSessions {
             created_at: now,
             last_seen_at: now,
             authenticated_at: now,
-            expires_at: (now + self.settings.idle_timeout).min(absolute),
+            expires_at: (now + idle).min(absolute),
             absolute_expires_at: absolute,
             user_agent: meta.user_agent.clone(),
             ip: meta.ip.map(|ip| ip.to_string()),
             data: None,
+            idle_timeout,
+            persistent: options.is_persistent(),
         };
         Ok((token, record))
     }
 
     fn issued(&self, token: OpaqueToken, record: SessionRecord) -> Issued {
+        // Issued now (`last_seen_at`): a persistent cookie lives until the absolute expiry.
         let max_age = record
             .absolute_expires_at
-            .duration_since(record.created_at)
+            .duration_since(record.last_seen_at)
             .unwrap_or(Duration::ZERO);
         let handle = record.id.handle();
+        let persistent = record.persistent;
         Issued {
             principal: Self::principal(record, handle),
             session_token: Some(token),
-            session_max_age: Some(max_age),
+            session_max_age: persistent.then_some(max_age),
             access_token: None,
             refresh_token: None,
             refresh_max_age: None,
@@ -330,7 +343,12 @@ impl SessionStrategy for ServerSessions {
         AuthFuture::boxed(self.resolve(id, key))
     }
 
-    async fn login(&self, spec: PrincipalSpec, meta: &ClientMeta) -> Result<Issued> {
+    async fn login(
+        &self,
+        spec: PrincipalSpec,
+        meta: &ClientMeta,
+        options: Login,
+    ) -> Result<Issued> {
         if spec.subject.is_empty() {
             // An empty subject marks an anonymous session.
             return Err(Error::with_message(
@@ -339,7 +357,7 @@ impl SessionStrategy for ServerSessions {
             ));
         }
         let subject = spec.subject.clone();
-        let (token, record) = self.new_record(spec, meta)?;
+        let (token, record) = self.new_record(spec, meta, options)?;
         match self
             .guarded(self.store.create(&record, self.settings.limit))
             .await?
@@ -394,7 +412,7 @@ impl SessionStrategy for ServerSessions {
             } else {
                 old.authenticated_at
             },
-            expires_at: (now + self.settings.idle_timeout).min(old.absolute_expires_at),
+            expires_at: (now + self.idle_of(&old)).min(old.absolute_expires_at),
             absolute_expires_at: old.absolute_expires_at,
             user_agent: match reauthenticated {
                 Some(meta) => meta.user_agent.clone(),
@@ -405,6 +423,8 @@ impl SessionStrategy for ServerSessions {
                 None => old.ip,
             },
             data: old.data,
+            idle_timeout: old.idle_timeout,
+            persistent: old.persistent,
         };
         if !self.guarded(self.store.rotate(&old_id, &record)).await? {
             return Err(Error::new(ErrorKind::Revoked));
@@ -420,9 +440,7 @@ impl SessionStrategy for ServerSessions {
                 subject: record.subject.clone(),
             });
         }
-        let mut issued = self.issued(token, record);
-        issued.session_max_age = old.absolute_expires_at.duration_since(now).ok();
-        Ok(issued)
+        Ok(self.issued(token, record))
     }
 
     async fn logout(&self, current: &Principal) -> Result<()> {
@@ -552,6 +570,8 @@ impl SessionDataStore for ServerSessions {
             user_agent: meta.user_agent.clone(),
             ip: meta.ip.map(|ip| ip.to_string()),
             data,
+            idle_timeout: None,
+            persistent: true,
         };
         match self.guarded(self.store.create(&record, None)).await? {
             CreateOutcome::Created { .. } => Ok(Some(self.issued(token, record))),

@@ -1,5 +1,7 @@
 //! [`router`]: the test application every suite check drives, and keycard's own HTTP tests too.
 
+use std::time::Duration;
+
 use axum::{
     Json, Router,
     extract::Path,
@@ -9,7 +11,7 @@ use http::StatusCode;
 use serde_json::{Value, json};
 
 use crate::{
-    Auth, HighRisk, Keycard, Principal, Rejection, RequireRole, Role, SessionData,
+    Auth, HighRisk, Keycard, Login, Principal, Rejection, RequireRole, Role, SessionData,
     clock::to_millis, credential::Issued,
 };
 
@@ -17,7 +19,7 @@ use crate::{
 ///
 /// | route | answer |
 /// |---|---|
-/// | `POST /login` | logs in `subject` (default `alice`) with `roles` (default none) from an optional JSON body; 200 with the issued credentials |
+/// | `POST /login` | logs in `subject` (default `alice`) with `roles` (default none) from an optional JSON body, which may also choose the session's [`Login`] options: `remember` (default `true`), `idle_ms` and `absolute_ms`; 200 with the issued credentials |
 /// | `POST /refresh` | [`Auth::refresh`] with the body's `refresh_token` (or the refresh cookie); 200 with the issued credentials |
 /// | `GET /me` | `{subject, roles, session, authenticated_at}` of the principal (`authenticated_at` in Unix milliseconds) |
 /// | `GET /maybe` | the subject, or `anonymous` (`Option<Principal>`) |
@@ -102,11 +104,27 @@ fn roles_of(body: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The [`Login`] options of a `/login` body.
+fn login_options(body: &Value) -> Login {
+    let millis = |field: &str| body[field].as_u64().map(Duration::from_millis);
+    let mut options = Login::remember(body["remember"].as_bool().unwrap_or(true));
+    if let Some(idle) = millis("idle_ms") {
+        options = options.idle_timeout(idle);
+    }
+    if let Some(absolute) = millis("absolute_ms") {
+        options = options.absolute_timeout(absolute);
+    }
+    options
+}
+
 async fn login(auth: Auth, body: Option<Json<Value>>) -> Result<Json<Value>, Rejection> {
     let body = body.map_or(Value::Null, |Json(b)| b);
     let subject = body["subject"].as_str().unwrap_or("alice").to_owned();
     let issued = auth
-        .login(Principal::builder(subject).roles(roles_of(&body)))
+        .login_with(
+            Principal::builder(subject).roles(roles_of(&body)),
+            login_options(&body),
+        )
         .await?;
     Ok(issued_json(&issued))
 }

@@ -58,6 +58,7 @@ macro_rules! store_conformance {
         $crate::common::conformance::conformance_tests!($make, RefreshStore;
             refresh_insert_is_insert_if_absent,
             refresh_rotate_then_reuse_revokes_family,
+            refresh_lifetime_passes_to_successors,
             refresh_expired_is_invalid,
             refresh_family_live,
             refresh_delete_family_is_scoped_to_subject,

@@ -126,6 +126,8 @@ pub fn session(subject: &str, created: SystemTime, idle: Duration) -> SessionRec
         user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) ünïcødé".into()),
         ip: Some("2001:db8::1".into()),
         data: None,
+        idle_timeout: None,
+        persistent: true,
     }
 }
 
@@ -152,5 +154,7 @@ pub fn refresh(
         used_at: None,
         user_agent: None,
         ip: Some("192.0.2.7".into()),
+        idle_timeout: None,
+        persistent: true,
     }
 }

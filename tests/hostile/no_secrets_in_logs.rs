@@ -970,6 +970,7 @@ async fn debug_of_secret_bearing_types_is_redacted() {
         &strategy,
         Principal::builder("dave").role("user").build(),
         &ClientMeta::default(),
+        Default::default(),
     )
     .await
     .unwrap();

@@ -480,6 +480,7 @@ fn jwt() -> &'static Jwt {
                     .login(
                         Principal::builder("alice").role("user").build(),
                         &ClientMeta::default(),
+                        Default::default(),
                     )
                     .await
                     .unwrap();

@@ -202,7 +202,11 @@ mod interrupted_refresh {
         strategy.ready().await.unwrap();
         let subject = format!("interrupted-{}", crate::common::random_id().unwrap());
         let issued = strategy
-            .login(Principal::builder(&subject).build(), &ClientMeta::default())
+            .login(
+                Principal::builder(&subject).build(),
+                &ClientMeta::default(),
+                Default::default(),
+            )
             .await
             .unwrap();
         let old = issued.refresh_token.unwrap();

@@ -56,7 +56,11 @@ async fn rotates_and_refuses_reuse_and_garbage() {
         .unwrap();
     strategy.ready().await.unwrap();
     let issued = strategy
-        .login(Principal::builder("alice").build(), &ClientMeta::default())
+        .login(
+            Principal::builder("alice").build(),
+            &ClientMeta::default(),
+            Default::default(),
+        )
         .await
         .unwrap();
     let keycard = Keycard::builder().jwt(strategy).build().unwrap();

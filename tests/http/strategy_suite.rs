@@ -348,6 +348,9 @@ macro_rules! strategy_suite {
             check!(refresh_exchanges_tokens, $make);
             check!(idle_expiry, $make);
             check!(absolute_expiry, $make);
+            check!(remember_me_holds_for_the_session, $make);
+            check!(login_may_shorten_the_idle_timeout, $make);
+            check!(login_may_shorten_the_absolute_timeout, $make);
             check!(store_down_is_503, $outage);
             $(check!($extra, $make);)*
         }
@@ -413,7 +416,8 @@ mod opaque {
     use crate::common::truncate_millis;
     use async_trait::async_trait;
     use keycard::{
-        Error, ErrorKind, Keycard, Principal, PrincipalSpec, Result, SessionRef, SessionStrategy,
+        Error, ErrorKind, Keycard, Login, Principal, PrincipalSpec, Result, SessionRef,
+        SessionStrategy,
         clock::{Clock, ManualClock},
         store::{DataLimits, DataPatch},
         strategy::{
@@ -438,11 +442,14 @@ mod opaque {
         meta: ClientMeta,
         /// Session data: a JSON object as text, merged by [`DataPatch::apply`].
         data: Option<String>,
+        /// The timeouts chosen at login, within [`IDLE`] and [`ABSOLUTE`].
+        idle: Duration,
+        absolute: Duration,
     }
 
     impl Entry {
         fn expires(&self) -> SystemTime {
-            (self.last_seen + IDLE).min(self.created + ABSOLUTE)
+            (self.last_seen + self.idle).min(self.created + self.absolute)
         }
     }
 
@@ -572,7 +579,12 @@ mod opaque {
             AuthFuture::ready(outcome)
         }
 
-        async fn login(&self, spec: PrincipalSpec, meta: &ClientMeta) -> Result<Issued> {
+        async fn login(
+            &self,
+            spec: PrincipalSpec,
+            meta: &ClientMeta,
+            options: Login,
+        ) -> Result<Issued> {
             let now = self.now();
             self.issue(Entry {
                 spec,
@@ -581,6 +593,8 @@ mod opaque {
                 authenticated: now,
                 meta: meta.clone(),
                 data: None,
+                idle: options.idle_within(IDLE)?.unwrap_or(IDLE),
+                absolute: options.absolute_within(ABSOLUTE)?,
             })
         }
 

@@ -161,6 +161,7 @@ async fn attributes_travel_and_reserved_names_are_refused() {
                 .attribute("tenant", json!({"id": 7}))
                 .build(),
             &ClientMeta::default(),
+            Default::default(),
         )
         .await
         .unwrap();
@@ -182,6 +183,7 @@ async fn attributes_travel_and_reserved_names_are_refused() {
             .login(
                 Principal::builder("alice").attribute(reserved, 1).build(),
                 &ClientMeta::default(),
+                Default::default(),
             )
             .await;
         assert_kind(r, ErrorKind::Internal);
@@ -194,6 +196,7 @@ async fn attributes_travel_and_reserved_names_are_refused() {
                 .attribute("blob", "x".repeat(9000))
                 .build(),
             &ClientMeta::default(),
+            Default::default(),
         )
         .await;
     assert_kind(r, ErrorKind::Internal);

@@ -108,7 +108,7 @@ grace = "5s"
     assert_eq!(ring.kids(), ["old", "current", "hmac", "jwk"]);
     assert_eq!(ring.signer().unwrap().kid(), "current");
     let issued = strategy
-        .login(spec("alice"), &Default::default())
+        .login(spec("alice"), &Default::default(), Default::default())
         .await
         .unwrap();
     assert_eq!(
@@ -331,7 +331,10 @@ async fn ephemeral_key_on_request_only() {
     c.ephemeral_key = true;
     let s = start(&c).unwrap();
     s.ready().await.unwrap();
-    let issued = s.login(spec("alice"), &Default::default()).await.unwrap();
+    let issued = s
+        .login(spec("alice"), &Default::default(), Default::default())
+        .await
+        .unwrap();
     auth(&s, &access(&issued)).await.unwrap();
     assert_eq!(s.jwks().keys.len(), 1);
 }

@@ -42,6 +42,7 @@ async fn round_trip_for_every_algorithm() {
                     .attribute("email", "alice@example.com")
                     .build(),
                 &ClientMeta::default(),
+                Default::default(),
             )
             .await
             .unwrap();
@@ -163,7 +164,9 @@ async fn public_pem_ring_verifies_tokens_of_the_private_key() {
             .unwrap_or_else(|e| panic!("{alg}: {e:?}"));
         // A verify-only ring cannot log in.
         assert_kind(
-            verifier.login(spec("bob"), &ClientMeta::default()).await,
+            verifier
+                .login(spec("bob"), &ClientMeta::default(), Default::default())
+                .await,
             ErrorKind::Internal,
         );
     }

@@ -28,7 +28,11 @@ fn meta() -> ClientMeta {
 #[tokio::test]
 async fn login_and_refresh_rotate_tokens() {
     let h = harness(Algorithm::EdDSA).await;
-    let first = h.strategy.login(spec("alice"), &meta()).await.unwrap();
+    let first = h
+        .strategy
+        .login(spec("alice"), &meta(), Default::default())
+        .await
+        .unwrap();
     assert!(first.session_token.is_none());
     assert_eq!(
         first.refresh_max_age,
@@ -365,11 +369,15 @@ async fn logout_all_voids_every_earlier_token_and_login_still_works() {
 async fn list_shows_family_heads() {
     let h = harness(Algorithm::EdDSA).await;
     let t0 = h.now();
-    let a = h.strategy.login(spec("alice"), &meta()).await.unwrap();
+    let a = h
+        .strategy
+        .login(spec("alice"), &meta(), Default::default())
+        .await
+        .unwrap();
     h.clock.advance(Duration::from_secs(5));
     let _b = h
         .strategy
-        .login(spec("alice"), &ClientMeta::default())
+        .login(spec("alice"), &ClientMeta::default(), Default::default())
         .await
         .unwrap();
     h.clock.advance(Duration::from_secs(5));
@@ -422,7 +430,11 @@ async fn revoke_one_family_by_its_handle() {
 #[tokio::test]
 async fn rotate_after_a_privilege_change() {
     let h = harness(Algorithm::EdDSA).await;
-    let before = h.strategy.login(spec("alice"), &meta()).await.unwrap();
+    let before = h
+        .strategy
+        .login(spec("alice"), &meta(), Default::default())
+        .await
+        .unwrap();
     let p = h.auth(&access(&before)).await.unwrap();
     h.clock.advance(Duration::from_secs(30));
     let after = h
@@ -511,7 +523,9 @@ async fn a_verify_only_ring_cannot_issue_or_refresh() {
     verifier.ready().await.unwrap();
     auth(&verifier, &access(&issued)).await.unwrap();
     assert_kind(
-        verifier.login(spec("alice"), &meta()).await,
+        verifier
+            .login(spec("alice"), &meta(), Default::default())
+            .await,
         ErrorKind::Internal,
     );
     assert_kind(

@@ -135,7 +135,8 @@ async fn verifies_with_remote_keys_and_refetches_for_a_new_kid() {
     assert_eq!(p.subject(), "alice");
     // Verifier-only: no issuing.
     assert_kind(
-        v.login(spec("bob"), &Default::default()).await,
+        v.login(spec("bob"), &Default::default(), Default::default())
+            .await,
         ErrorKind::Internal,
     );
 

@@ -57,7 +57,10 @@ async fn jti_family_and_epoch_revocations_reach_a_second_instance_at_once() {
     b.logout_all("alice").await.unwrap();
     assert_kind(h.auth(&access(&fifth)).await, ErrorKind::Revoked);
     // A login on B right after its logout-all is valid on A.
-    let sixth = b.login(spec("alice"), &Default::default()).await.unwrap();
+    let sixth = b
+        .login(spec("alice"), &Default::default(), Default::default())
+        .await
+        .unwrap();
     h.auth(&access(&sixth)).await.unwrap();
 }
 
@@ -239,7 +242,7 @@ async fn a_lost_feed_falls_back_to_the_store_until_resubscribed() {
     s.other.ready().await.unwrap();
     let issued = s
         .strategy
-        .login(spec("alice"), &Default::default())
+        .login(spec("alice"), &Default::default(), Default::default())
         .await
         .unwrap();
     let token = access(&issued);
@@ -264,7 +267,7 @@ async fn a_lost_feed_falls_back_to_the_store_until_resubscribed() {
     s.store.ctl.fail_is_revoked.store(true, Ordering::SeqCst);
     let fresh = access(
         &s.other
-            .login(spec("bob"), &Default::default())
+            .login(spec("bob"), &Default::default(), Default::default())
             .await
             .unwrap(),
     );
@@ -289,7 +292,7 @@ async fn a_polling_store_is_seen_within_the_poll_interval() {
     s.other.ready().await.unwrap();
     let issued = s
         .strategy
-        .login(spec("alice"), &Default::default())
+        .login(spec("alice"), &Default::default(), Default::default())
         .await
         .unwrap();
     let token = access(&issued);
@@ -315,7 +318,7 @@ async fn a_polling_store_is_seen_within_the_poll_interval() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let other_token = access(
         &s.strategy
-            .login(spec("bob"), &Default::default())
+            .login(spec("bob"), &Default::default(), Default::default())
             .await
             .unwrap(),
     );
@@ -335,7 +338,7 @@ async fn a_store_down_at_start_fails_ready_and_fails_closed() {
     assert_kind(s.strategy.ready().await, ErrorKind::StoreUnavailable);
     let token = access(
         &s.strategy
-            .login(spec("alice"), &Default::default())
+            .login(spec("alice"), &Default::default(), Default::default())
             .await
             .unwrap(),
     );

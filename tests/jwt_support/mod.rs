@@ -334,6 +334,7 @@ impl Harness {
             .login(
                 Principal::builder(subject).role("user").build(),
                 &ClientMeta::default(),
+                Default::default(),
             )
             .await
             .expect("login")

@@ -48,6 +48,7 @@ async fn login(s: &ServerSessions, subject: &str) -> String {
         .login(
             Principal::builder(subject).role("user").build(),
             &ClientMeta::default(),
+            Default::default(),
         )
         .await
         .unwrap();

@@ -13,9 +13,13 @@
 //! | `roles` | count, then length and UTF-8 bytes per role |
 //! | `user_agent`, `ip` | `0` for none, or `1`, length, UTF-8 bytes |
 //! | `attributes` | length, then a JSON object (length `0` for none) |
+//! | `idle_timeout` | `0` for none, or `1` and `i64` milliseconds |
+//! | `persistent` | `0` or `1` |
 //!
 //! The marker is not a byte JSON can start with, so a reader tells this form from the JSON form
-//! that earlier keycard builds wrote, and reads both.
+//! that earlier keycard builds wrote, and reads both. Records of the first binary form
+//! ([`MARKER_V1`], without the last two fields) read as persistent with the configured idle
+//! timeout.
 
 use serde_json::{Map, Value};
 
@@ -25,7 +29,10 @@ use crate::{
 };
 
 /// The first byte of an encoded record.
-pub(super) const MARKER: u8 = 0x01;
+pub(super) const MARKER: u8 = 0x02;
+
+/// The first byte of a record of the first binary form, still read.
+pub(super) const MARKER_V1: u8 = 0x01;
 
 /// The fields of a session that never change, decoded. Times are milliseconds.
 #[derive(Debug, PartialEq)]
@@ -37,6 +44,8 @@ pub(super) struct Fixed {
     pub(super) authenticated_at: i64,
     pub(super) user_agent: Option<String>,
     pub(super) ip: Option<String>,
+    pub(super) idle_timeout: Option<i64>,
+    pub(super) persistent: bool,
 }
 
 /// Appends the encoded immutable fields of `r` to `out`.
@@ -57,15 +66,25 @@ pub(super) fn encode(r: &SessionRecord, out: &mut Vec<u8>) -> StoreResult<()> {
         let json = serde_json::to_vec(&r.attributes).map_err(StoreError::corrupt)?;
         put_bytes(out, &json)?;
     }
+    match r.idle_timeout {
+        None => out.push(0),
+        Some(idle) => {
+            out.push(1);
+            out.extend_from_slice(&super::record::millis_of(idle).to_le_bytes());
+        }
+    }
+    out.push(u8::from(r.persistent));
     Ok(())
 }
 
 /// Decodes what [`encode`] wrote (starting with the marker). Trailing bytes are an error.
 pub(super) fn decode(raw: &[u8]) -> StoreResult<Fixed> {
     let mut r = Reader(raw);
-    if r.take(1)? != [MARKER] {
-        return Err(corrupt());
-    }
+    let v1 = match r.take(1)? {
+        [MARKER] => false,
+        [MARKER_V1] => true,
+        _ => return Err(corrupt()),
+    };
     let created_at = r.i64()?;
     let authenticated_at = r.i64()?;
     let subject = r.string()?;
@@ -85,6 +104,21 @@ pub(super) fn decode(raw: &[u8]) -> StoreResult<Fixed> {
         [] => Map::new(),
         json => serde_json::from_slice(json).map_err(StoreError::corrupt)?,
     };
+    let (idle_timeout, persistent) = if v1 {
+        (None, true)
+    } else {
+        let idle = match r.take(1)? {
+            [0] => None,
+            [1] => Some(r.i64()?),
+            _ => return Err(corrupt()),
+        };
+        let persistent = match r.take(1)? {
+            [0] => false,
+            [1] => true,
+            _ => return Err(corrupt()),
+        };
+        (idle, persistent)
+    };
     if !r.0.is_empty() {
         return Err(corrupt());
     }
@@ -96,6 +130,8 @@ pub(super) fn decode(raw: &[u8]) -> StoreResult<Fixed> {
         authenticated_at,
         user_agent,
         ip,
+        idle_timeout,
+        persistent,
     })
 }
 
@@ -192,6 +228,8 @@ mod tests {
             user_agent: ua.map(str::to_owned),
             ip: ip.map(str::to_owned),
             data: None,
+            idle_timeout: None,
+            persistent: true,
         }
     }
 
@@ -217,7 +255,27 @@ mod tests {
             assert_eq!(fixed.authenticated_at, to_millis(r.authenticated_at));
             assert_eq!(fixed.user_agent, r.user_agent);
             assert_eq!(fixed.ip, r.ip);
+            assert_eq!(fixed.idle_timeout, None);
+            assert!(fixed.persistent);
         }
+        let mut chosen = record(Map::new(), None, None);
+        chosen.idle_timeout = Some(Duration::from_millis(90_500));
+        chosen.persistent = false;
+        let fixed = decode(&encoded(&chosen)).unwrap();
+        assert_eq!(fixed.idle_timeout, Some(90_500));
+        assert!(!fixed.persistent);
+    }
+
+    #[test]
+    fn reads_the_first_binary_form_as_persistent_with_the_configured_idle() {
+        let mut bytes = encoded(&record(Map::new(), Some("ua"), None));
+        // The first form: the same fields up to the attributes, nothing after them.
+        bytes.truncate(bytes.len() - 2);
+        bytes[0] = MARKER_V1;
+        let fixed = decode(&bytes).unwrap();
+        assert_eq!(fixed.user_agent.as_deref(), Some("ua"));
+        assert_eq!(fixed.idle_timeout, None);
+        assert!(fixed.persistent);
     }
 
     #[test]
@@ -257,10 +315,19 @@ mod tests {
         assert!(decode(&bytes).is_err());
 
         let mut bytes = encoded(&record(Map::new(), None, None));
-        // An option tag other than 0 or 1.
+        // An option tag other than 0 or 1 (the IP's, before the attributes' length and the
+        // two one-byte lifetime fields).
         let len = bytes.len();
-        bytes[len - 4 - 2] = 2;
+        bytes[len - 2 - 4 - 1] = 2;
         assert!(decode(&bytes).is_err());
+
+        for at in [1, 2] {
+            // A lifetime tag other than 0 or 1.
+            let mut bytes = encoded(&record(Map::new(), None, None));
+            let len = bytes.len();
+            bytes[len - at] = 2;
+            assert!(decode(&bytes).is_err());
+        }
 
         let mut bytes = encoded(&record(Map::new(), None, None));
         bytes[0] = b'{';

@@ -27,6 +27,11 @@ pub(super) fn millis_of(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// Stored milliseconds as a duration (a negative count, which keycard never writes, as zero).
+fn duration_of_millis(ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
 /// A `PXAT`/`PEXPIREAT` argument: Redis refuses values below 1.
 pub(super) fn expire_at(t: SystemTime) -> i64 {
     to_millis(t).max(1)
@@ -76,7 +81,7 @@ pub(super) fn decode_session(id: TokenHash, raw: &[u8]) -> StoreResult<SessionRe
         Ok(value)
     };
     let (last_seen, expires, absolute) = (time()?, time()?, time()?);
-    let fixed = if rest.first() == Some(&codec::MARKER) {
+    let fixed = if matches!(rest.first(), Some(&(codec::MARKER | codec::MARKER_V1))) {
         codec::decode(rest)?
     } else {
         let d: LegacySessionData = serde_json::from_slice(rest).map_err(StoreError::corrupt)?;
@@ -88,6 +93,8 @@ pub(super) fn decode_session(id: TokenHash, raw: &[u8]) -> StoreResult<SessionRe
             authenticated_at: d.t,
             user_agent: d.ua,
             ip: d.ip,
+            idle_timeout: None,
+            persistent: true,
         }
     };
     Ok(SessionRecord {
@@ -103,6 +110,8 @@ pub(super) fn decode_session(id: TokenHash, raw: &[u8]) -> StoreResult<SessionRe
         user_agent: fixed.user_agent,
         ip: fixed.ip,
         data: None,
+        idle_timeout: fixed.idle_timeout.map(duration_of_millis),
+        persistent: fixed.persistent,
     })
 }
 
@@ -148,6 +157,20 @@ struct FamilyData<'a> {
     ua: Option<Cow<'a, str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     ip: Option<Cow<'a, str>>,
+    /// The family's own idle timeout in milliseconds, when chosen at login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    i: Option<i64>,
+    /// Whether the refresh cookie is persistent (absent: it is).
+    #[serde(default = "persistent", skip_serializing_if = "is_persistent")]
+    p: bool,
+}
+
+fn persistent() -> bool {
+    true
+}
+
+fn is_persistent(p: &bool) -> bool {
+    *p
 }
 
 pub(super) fn encode_family(r: &RefreshRecord) -> StoreResult<String> {
@@ -159,6 +182,8 @@ pub(super) fn encode_family(r: &RefreshRecord) -> StoreResult<String> {
         t: to_millis(r.authenticated_at),
         ua: r.user_agent.as_deref().map(Cow::Borrowed),
         ip: r.ip.as_deref().map(Cow::Borrowed),
+        i: r.idle_timeout.map(millis_of),
+        p: r.persistent,
     };
     serde_json::to_string(&data).map_err(StoreError::corrupt)
 }
@@ -206,6 +231,8 @@ pub(super) fn decode_refresh(
         used_at: used,
         user_agent: data.ua.map(Cow::into_owned),
         ip: data.ip.map(Cow::into_owned),
+        idle_timeout: data.i.map(duration_of_millis),
+        persistent: data.p,
     })
 }
 
@@ -248,6 +275,8 @@ mod tests {
             user_agent: Some("ua|x".into()),
             ip: None,
             data: None,
+            idle_timeout: Some(Duration::from_secs(90)),
+            persistent: false,
         };
         let encoded = encode_session(&record).unwrap();
         assert_eq!(decode_session(record.id, &encoded).unwrap(), record);
@@ -255,7 +284,13 @@ mod tests {
         assert!(decode_session(record.id, b"1|2|3|").is_err());
         assert!(decode_session(record.id, b"1|x|3|{}").is_err());
 
-        // Records written in the JSON form before the binary one are still read.
+        // Records written in the JSON form before the binary one are still read, as persistent
+        // sessions with the configured idle timeout.
+        let record = SessionRecord {
+            idle_timeout: None,
+            persistent: true,
+            ..record
+        };
         let legacy = format!(
             "{}|{}|{}|{}",
             to_millis(record.last_seen_at),

@@ -89,6 +89,12 @@ impl RedisStore {
             .arg(x)
             .arg(record.id.handle())
             .arg(encode_token(record))
+            .arg(
+                record
+                    .idle_timeout
+                    .map(millis_of)
+                    .map_or_else(String::new, |ms| ms.to_string()),
+            )
             .invoke_async(&mut conn)
             .await
             .map_err(store_err);

@@ -340,13 +340,15 @@ return apply_patch(KEYS[1], 'd:', 2)
     )
 });
 
-/// Family: create. KEYS fam; ARGV subject family data family_expires id token.
+/// Family: create. KEYS fam; ARGV subject family data family_expires id token own_idle (the
+/// family's own idle timeout in milliseconds, kept as field `i` for the rotation script, or '').
 pub(super) static FAMILY_INSERT: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 's', ARGV[1], 'f', ARGV[2], 'd', ARGV[3], 'x', ARGV[4],
   'h', ARGV[5], 't:' .. ARGV[5], ARGV[6])
+if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'i', ARGV[7]) end
 redis.call('PEXPIREAT', KEYS[1], fmt(math.max(1, tonumber(ARGV[4]))))
 return 1
 "#,
@@ -366,7 +368,8 @@ return 1
     )
 });
 
-/// Family: rotation, mirroring `MemoryStore`. KEYS fam;
+/// Family: rotation, mirroring `MemoryStore` (and `RefreshRecord::successor`: the family's own
+/// idle timeout `i`, when shorter, replaces `idle`). KEYS fam;
 /// ARGV presented next now idle grace next_collides.
 /// Returns {'invalid'} | {'conflict'} | {'reused', subject, family, ids...} |
 /// {'rotated', subject, family, data, presented_token, removed_head}.
@@ -414,6 +417,8 @@ if used == '' then
   cur = issued .. '|' .. exp .. '|' .. ARGV[3]
   redis.call('HSET', fam, 't:' .. presented, cur)
 end
+local own = tonumber(redis.call('HGET', fam, 'i'))
+if own and own < idle then idle = own end
 local nexp = math.min(now + idle, x)
 redis.call('HSET', fam, 't:' .. nxt, ARGV[3] .. '|' .. fmt(nexp) .. '|', 'h', nxt, 'p', presented)
 return {'rotated', redis.call('HGET', fam, 's'), redis.call('HGET', fam, 'f'),

@@ -1,5 +1,7 @@
 //! Rows and their conversion to records, and records to bind parameters.
 
+use std::time::Duration;
+
 use sqlx::FromRow;
 
 use super::exec::Arg;
@@ -70,6 +72,7 @@ where
     &'r [u8]: sqlx::Decode<'r, R::Database>,
     &'r str: sqlx::Decode<'r, R::Database>,
     i64: sqlx::Decode<'r, R::Database>,
+    bool: sqlx::Decode<'r, R::Database>,
 {
     fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
         // The order of SESSION_COLUMNS. The schema is keycard's own (its migrations), so the
@@ -93,6 +96,10 @@ where
             user_agent: opt_text(9)?.map(str::to_owned),
             ip: opt_text(10)?.map(str::to_owned),
             data: opt_text(11)?.map(str::to_owned),
+            idle_timeout: row
+                .try_get_unchecked::<Option<i64>, _>(12)?
+                .map(duration_of_millis),
+            persistent: row.try_get_unchecked(13)?,
         }))
     }
 }
@@ -112,6 +119,8 @@ pub(super) struct RefreshRow {
     used_at: Option<i64>,
     user_agent: Option<Text>,
     ip: Option<Text>,
+    idle_timeout_ms: Option<i64>,
+    persistent: bool,
 }
 
 impl RefreshRow {
@@ -130,8 +139,21 @@ impl RefreshRow {
             used_at: self.used_at.map(from_millis),
             user_agent: self.user_agent.map(|t| t.0),
             ip: self.ip.map(|t| t.0),
+            idle_timeout: self.idle_timeout_ms.map(duration_of_millis),
+            persistent: self.persistent,
         })
     }
+}
+
+/// A stored whole number of milliseconds as a duration (a negative one, which keycard never
+/// writes, as zero).
+fn duration_of_millis(ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+/// A duration as stored: whole milliseconds, saturating.
+fn millis_of(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 pub(super) fn hash(bytes: &[u8]) -> StoreResult<TokenHash> {
@@ -168,7 +190,7 @@ impl<'a> SessionParams<'a> {
         })
     }
 
-    pub(super) fn args(&self) -> [Arg<'_>; 12] {
+    pub(super) fn args(&self) -> [Arg<'_>; 14] {
         let r = self.record;
         [
             Arg::Bytes(r.id.as_bytes()),
@@ -183,6 +205,8 @@ impl<'a> SessionParams<'a> {
             Arg::OptText(r.user_agent.as_deref()),
             Arg::OptText(r.ip.as_deref()),
             Arg::OptText(r.data.as_deref()),
+            Arg::OptInt(r.idle_timeout.map(millis_of)),
+            Arg::Bool(r.persistent),
         ]
     }
 }
@@ -203,7 +227,7 @@ impl<'a> RefreshParams<'a> {
         })
     }
 
-    pub(super) fn args(&self) -> [Arg<'_>; 13] {
+    pub(super) fn args(&self) -> [Arg<'_>; 15] {
         let r = self.record;
         [
             Arg::Bytes(r.id.as_bytes()),
@@ -219,6 +243,8 @@ impl<'a> RefreshParams<'a> {
             Arg::OptInt(r.used_at.map(to_millis)),
             Arg::OptText(r.user_agent.as_deref()),
             Arg::OptText(r.ip.as_deref()),
+            Arg::OptInt(r.idle_timeout.map(millis_of)),
+            Arg::Bool(r.persistent),
         ]
     }
 }

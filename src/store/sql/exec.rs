@@ -28,6 +28,7 @@ pub(super) enum Arg<'a> {
     Text(&'a str),
     OptText(Option<&'a str>),
     Bytes(&'a [u8]),
+    Bool(bool),
 }
 
 /// Row types decodable from every compiled-in backend.
@@ -100,6 +101,7 @@ macro_rules! backend {
                         Arg::Text(v) => query.bind(v),
                         Arg::OptText(v) => query.bind(v),
                         Arg::Bytes(v) => query.bind(v),
+                        Arg::Bool(v) => query.bind(v),
                     };
                 }
                 query

@@ -4,9 +4,16 @@
 use super::dialect::Dialect;
 
 pub(super) const SESSION_COLUMNS: &str = "id, subject, roles, attributes, created_at, \
-     last_seen_at, authenticated_at, expires_at, absolute_expires_at, user_agent, ip, data";
+     last_seen_at, authenticated_at, expires_at, absolute_expires_at, user_agent, ip, data, \
+     idle_timeout_ms, persistent";
 pub(super) const REFRESH_COLUMNS: &str = "id, family, subject, roles, attributes, issued_at, \
-     expires_at, family_created_at, family_expires_at, authenticated_at, used_at, user_agent, ip";
+     expires_at, family_created_at, family_expires_at, authenticated_at, used_at, user_agent, ip, \
+     idle_timeout_ms, persistent";
+
+/// One `?` placeholder per column of `columns`.
+fn marks(columns: &str) -> String {
+    vec!["?"; columns.split(',').count()].join(", ")
+}
 
 /// Every statement, in the dialect of the connected backend; built once per store.
 pub(super) struct Statements {
@@ -57,8 +64,8 @@ impl SessionSql {
         let f = |sql: &str| d.finish(sql);
         Self {
             insert: f(&format!(
-                "INSERT INTO keycard_sessions ({SESSION_COLUMNS}) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?){absent}"
+                "INSERT INTO keycard_sessions ({SESSION_COLUMNS}) VALUES ({}){absent}",
+                marks(SESSION_COLUMNS)
             )),
             exists: f("SELECT COUNT(*) FROM keycard_sessions WHERE id = ?"),
             load: f(&format!(
@@ -130,8 +137,8 @@ impl RefreshSql {
                  VALUES (?, ?, ?, NULL, ?){absent}"
             )),
             token_insert: f(&format!(
-                "INSERT INTO keycard_refresh_tokens ({REFRESH_COLUMNS}) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?){absent}"
+                "INSERT INTO keycard_refresh_tokens ({REFRESH_COLUMNS}) VALUES ({}){absent}",
+                marks(REFRESH_COLUMNS)
             )),
             family_lock_by_token: f(&format!(
                 "SELECT family, head, prev FROM keycard_refresh_families WHERE family = \

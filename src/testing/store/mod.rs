@@ -61,8 +61,9 @@ pub use refresh::{
     refresh_concurrent_grace_retries_leave_one_head, refresh_concurrent_rotation_has_one_winner,
     refresh_delete_all, refresh_delete_family_is_scoped_to_subject, refresh_expired_is_invalid,
     refresh_family_live, refresh_grace_window, refresh_insert_is_insert_if_absent,
-    refresh_list_live_heads_oldest_first, refresh_rotate_conflict_changes_nothing,
-    refresh_rotate_then_reuse_revokes_family, refresh_sweep_removes_dead_families,
+    refresh_lifetime_passes_to_successors, refresh_list_live_heads_oldest_first,
+    refresh_rotate_conflict_changes_nothing, refresh_rotate_then_reuse_revokes_family,
+    refresh_sweep_removes_dead_families,
 };
 pub use revocation::{
     revocation_epoch_only_moves_forward, revocation_jti_denylist, revocation_subscribe_delivers,
@@ -102,6 +103,7 @@ pub async fn session_store(store: Arc<dyn SessionStore>) {
 pub async fn refresh_store(store: Arc<dyn RefreshStore>) {
     refresh_insert_is_insert_if_absent(store.clone()).await;
     refresh_rotate_then_reuse_revokes_family(store.clone()).await;
+    refresh_lifetime_passes_to_successors(store.clone()).await;
     refresh_expired_is_invalid(store.clone()).await;
     refresh_family_live(store.clone()).await;
     refresh_delete_family_is_scoped_to_subject(store.clone()).await;
@@ -174,6 +176,8 @@ fn session(subject: &str, created: SystemTime, idle: Duration) -> SessionRecord 
         user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) ünïcødé".into()),
         ip: Some("2001:db8::1".into()),
         data: None,
+        idle_timeout: None,
+        persistent: true,
     }
 }
 
@@ -200,6 +204,8 @@ fn refresh(
         used_at: None,
         user_agent: None,
         ip: Some("192.0.2.7".into()),
+        idle_timeout: None,
+        persistent: true,
     }
 }
 

@@ -110,6 +110,35 @@ pub async fn refresh_rotate_then_reuse_revokes_family(store: Arc<dyn RefreshStor
     );
 }
 
+/// A family's lifetime choices (its own shorter idle timeout, a browser-session cookie) read
+/// back and pass to every successor, whose idle expiry uses the family's timeout.
+pub async fn refresh_lifetime_passes_to_successors(store: Arc<dyn RefreshStore>) {
+    let t0 = now();
+    let user = subject();
+    let mut first = refresh(&user, t0, secs(90), secs(86_400));
+    first.idle_timeout = Some(millis(90_250));
+    first.persistent = false;
+    assert!(store.insert(&first).await.unwrap());
+    assert_eq!(store.list(&user, t0).await.unwrap(), vec![first.clone()]);
+
+    let (second, at) = (token(), t0 + secs(60));
+    let next = rotated(
+        store
+            .rotate(rotation(&first.id, &second, at))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(next, first.successor(second, at, secs(3600)));
+    assert_eq!(next.idle_timeout, Some(millis(90_250)));
+    assert!(!next.persistent);
+    assert_eq!(
+        next.expires_at,
+        at + millis(90_250),
+        "the family's own idle timeout, not the request's hour"
+    );
+    assert_eq!(store.list(&user, at).await.unwrap(), vec![next]);
+}
+
 /// A token past its idle expiry, or past its family's absolute expiry, is invalid and changes
 /// nothing.
 pub async fn refresh_expired_is_invalid(store: Arc<dyn RefreshStore>) {

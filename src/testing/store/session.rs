@@ -5,8 +5,8 @@ use std::sync::Arc;
 use super::{created, limit, millis, now, secs, session, subject, token};
 use crate::store::{CreateOutcome, LimitPolicy, SessionStore, StoreErrorKind};
 
-/// A stored session (with and without optional fields) reads back unchanged; an unknown ID is
-/// `None`.
+/// A stored session (with and without optional fields, and with a lifetime chosen at login)
+/// reads back unchanged, from `load` and from `list`; an unknown ID is `None`.
 pub async fn session_round_trip(store: Arc<dyn SessionStore>) {
     let t0 = now();
     let user = subject();
@@ -16,7 +16,10 @@ pub async fn session_round_trip(store: Arc<dyn SessionStore>) {
     bare.ip = None;
     bare.roles.clear();
     bare.attributes.clear();
-    for record in [&full, &bare] {
+    let mut chosen = session(&user, t0 + millis(2), secs(600));
+    chosen.idle_timeout = Some(millis(600_250));
+    chosen.persistent = false;
+    for record in [&full, &bare, &chosen] {
         assert_eq!(store.create(record, None).await.unwrap(), created());
         let loaded = store.load(&record.id, t0).await.unwrap();
         assert_eq!(
@@ -26,6 +29,16 @@ pub async fn session_round_trip(store: Arc<dyn SessionStore>) {
         );
     }
     assert_eq!(store.load(&token(), t0).await.unwrap(), None);
+    let listed = store.list(&user, t0).await.unwrap();
+    let lifetimes: Vec<_> = listed
+        .iter()
+        .map(|r| (r.id, r.idle_timeout, r.persistent))
+        .collect();
+    assert_eq!(
+        lifetimes,
+        [&full, &bare, &chosen].map(|r| (r.id, r.idle_timeout, r.persistent)),
+        "listed sessions keep their lifetime choices"
+    );
 }
 
 /// Creation is insert-if-absent: a colliding ID is [`CreateOutcome::Collision`] under any limit,

@@ -78,6 +78,7 @@ pub(super) struct App {
     pub(super) clock: ManualClock,
     pub(super) lifetimes: Lifetimes,
     cookie_name: String,
+    refresh_cookie_name: Option<String>,
     read_cookie: bool,
     read_bearer: bool,
     /// Whether the strategy issues refresh tokens.
@@ -99,6 +100,7 @@ impl App {
             clock,
             lifetimes,
             cookie_name: transport.cookie_name.clone(),
+            refresh_cookie_name: transport.refresh_cookie_name.clone(),
             read_cookie: transport.read_cookie,
             read_bearer: transport.read_bearer,
             refreshes,
@@ -231,6 +233,28 @@ impl App {
             .map(|v| v.split(';').next().unwrap_or_default())
             .find(|v| !v.is_empty())
             .map(str::to_owned)
+    }
+
+    /// The `Set-Cookie` lines of a response that set (not remove) the credential cookies whose
+    /// lifetime the login chose: the session cookie of a strategy without refresh tokens, and
+    /// the refresh cookie.
+    pub(super) fn credential_cookies(&self, reply: &Reply) -> Vec<String> {
+        let mut names = Vec::new();
+        if self.read_cookie && !self.refreshes {
+            names.push(format!("{}=", self.cookie_name));
+        }
+        if let Some(refresh) = &self.refresh_cookie_name {
+            names.push(format!("{refresh}="));
+        }
+        reply
+            .headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter(|v| names.iter().any(|n| v.starts_with(n.as_str())))
+            .filter(|v| !v.contains("Max-Age=0"))
+            .map(str::to_owned)
+            .collect()
     }
 
     /// Whether a response removes the session cookie (`Max-Age=0`).

@@ -88,6 +88,7 @@ mod client;
 mod data;
 mod expiry;
 mod identity;
+mod lifetime;
 mod outage;
 mod reissue;
 mod sessions;
@@ -97,6 +98,10 @@ pub use expiry::{absolute_expiry, idle_expiry};
 pub use identity::{
     bad_credential_is_401_never_anonymous, login_then_authenticate,
     missing_credential_is_401_and_anonymous, require_role_guards_the_route,
+};
+pub use lifetime::{
+    login_may_shorten_the_absolute_timeout, login_may_shorten_the_idle_timeout,
+    remember_me_holds_for_the_session,
 };
 pub use outage::store_down_is_503;
 pub use reissue::{
@@ -256,5 +261,8 @@ pub async fn run(harness: &dyn StrategyHarness) {
     refresh_exchanges_tokens(harness).await;
     idle_expiry(harness).await;
     absolute_expiry(harness).await;
+    remember_me_holds_for_the_session(harness).await;
+    login_may_shorten_the_idle_timeout(harness).await;
+    login_may_shorten_the_absolute_timeout(harness).await;
     store_down_is_503(harness).await;
 }

@@ -52,6 +52,8 @@ pub fn session_at(subject: &str, at: SystemTime) -> SessionRecord {
         user_agent: Some("test-agent/1.0".into()),
         ip: Some("127.0.0.1".into()),
         data: None,
+        idle_timeout: None,
+        persistent: true,
     }
 }
 
@@ -76,5 +78,7 @@ pub fn family_head(subject: &str, at: SystemTime) -> RefreshRecord {
         used_at: None,
         user_agent: None,
         ip: Some("10.0.0.1".into()),
+        idle_timeout: None,
+        persistent: true,
     }
 }
