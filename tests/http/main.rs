@@ -1,13 +1,15 @@
 //! The HTTP layer: the server-session suite through the real layer and router on every store,
-//! fail-closed behaviour with stores that are down or hung, the client-address policy and the
-//! ready-made refresh handler, and the public strategy suite against every strategy. They drive
-//! keycard's test application, `keycard::testing::router` (feature `test-suite`).
+//! fail-closed behaviour with stores that are down or hung, session data across two cached
+//! instances, the client-address policy and the ready-made refresh handler, and the public
+//! strategy suite against every strategy. They drive keycard's test application,
+//! `keycard::testing::router` (feature `test-suite`).
 #![cfg(feature = "test-suite")]
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod bearer_sessions;
+mod cached_instances;
 mod client_policy;
 mod cookie_scope;
 mod http_memory;
