@@ -1,6 +1,6 @@
 //! The "before" app of `docs/migrating-from-tower-sessions-axum-login.md`: tower-sessions 0.14 +
 //! axum-login 0.18. Everything below this header is the guide's code block, word for word
-//! (`main.rs` checks it).
+//! (`mod.rs` checks it).
 
 use axum::{
     Form, Router,

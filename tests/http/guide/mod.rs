@@ -3,21 +3,16 @@
 //! [`after`]) are served on loopback ports and put through one HTTP script (a login form, a
 //! protected route, per-session data, logout), which both must pass with the same transcript;
 //! and the guide's code blocks must be these two files, word for word.
-#![cfg(feature = "sqlite")]
-
-#[path = "../common/demo_bin.rs"]
-#[allow(dead_code)]
-mod demo_bin;
 
 mod after;
 mod before;
 
 use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
-use demo_bin::RawResp;
+use crate::common::demo_bin::{self, RawResp};
 use tokio::net::TcpListener;
 
-const GUIDE: &str = include_str!("../../docs/migrating-from-tower-sessions-axum-login.md");
+const GUIDE: &str = include_str!("../../../docs/migrating-from-tower-sessions-axum-login.md");
 
 // ---------------------------------------------------------------------------------------------
 // Serving the two apps
@@ -282,11 +277,11 @@ fn the_guide_shows_the_tested_code() {
     assert_eq!(
         blocks[0],
         code_of(include_str!("before.rs")),
-        "the guide's before block is tests/guide/before.rs"
+        "the guide's before block is tests/http/guide/before.rs"
     );
     assert_eq!(
         blocks[1],
         code_of(include_str!("after.rs")),
-        "the guide's after block is tests/guide/after.rs"
+        "the guide's after block is tests/http/guide/after.rs"
     );
 }

@@ -1,5 +1,5 @@
 //! The "after" app of `docs/migrating-from-tower-sessions-axum-login.md`: the same app on
-//! keycard. Everything below this header is the guide's code block, word for word (`main.rs`
+//! keycard. Everything below this header is the guide's code block, word for word (`mod.rs`
 //! checks it).
 
 use axum::{
