@@ -1,7 +1,7 @@
 //! Per-session data with `SessionData`: string keys (`get`/`insert`/`remove`/`entries`), typed
 //! `DataKey<T>` (`get_key`/`insert_key`), anonymous sessions (`[session.anonymous]`) whose data
-//! moves into the session at login, and "remember me" (`Auth::login_with`). This is the
-//! keycard half of `docs/migrating-from-tower-sessions-axum-login.md`.
+//! moves into the session at login, and "remember me" (`Auth::login_with`): the keycard app of
+//! `docs/migrating-from-tower-sessions-axum-login.md`, extended.
 //!
 //! ```sh
 //! cargo run --example session_data
