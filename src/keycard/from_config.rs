@@ -1,7 +1,7 @@
 //! [`Keycard::from_config`]: the strategy, its stores and the background tasks a
 //! [`KeycardConfig`] names, assembled.
 
-use std::sync::Arc;
+use std::{future::Future, pin::Pin, sync::Arc};
 
 use super::{Keycard, spawn_every};
 use crate::{
@@ -30,6 +30,15 @@ impl Keycard {
 
     /// [`Keycard::from_config`] with an event hook and a clock.
     pub async fn from_config_with(config: &KeycardConfig, runtime: Runtime) -> Result<Self> {
+        // Boxed as a `Send` future here, where its lifetimes are concrete: the store drivers'
+        // connection futures borrow in closures, which rustc otherwise cannot prove `Send` for
+        // every lifetime, and that refused `tokio::spawn(async move { from_config(&c).await })`.
+        let build: Pin<Box<dyn Future<Output = Result<Self>> + Send + '_>> =
+            Box::pin(Self::assemble(config, runtime));
+        build.await
+    }
+
+    async fn assemble(config: &KeycardConfig, runtime: Runtime) -> Result<Self> {
         let clock = runtime.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let events = Events::new(runtime.hook.clone());
         let session_settings = config.session.settings()?;

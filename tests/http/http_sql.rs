@@ -307,3 +307,24 @@ mod mysql_faults {
         http_suite::recovers_without_restart(&f.app, &cookie).await;
     }
 }
+
+/// `Keycard::from_config` can run inside `tokio::spawn` (its future is `Send` for any borrow of
+/// the config), for every strategy kind a config names: a server builds keycard in a task.
+#[cfg(all(feature = "sqlite", feature = "redis"))]
+#[tokio::test]
+async fn from_config_builds_inside_a_spawned_task() {
+    let redis = crate::common::redis_url();
+    for text in [
+        "strategy = \"database\"\n[database]\nurl = \"sqlite::memory:\"\n".to_owned(),
+        format!(
+            "strategy = \"redis\"\n[redis]\nurl = \"{redis}\"\n[session.cache]\ncapacity = 100\n"
+        ),
+    ] {
+        let config = keycard::KeycardConfig::from_toml(&text).unwrap();
+        let keycard = tokio::spawn(async move { keycard::Keycard::from_config(&config).await })
+            .await
+            .expect("the task ran")
+            .unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert!(keycard.transport().read_cookie, "{text}");
+    }
+}

@@ -6,7 +6,7 @@ use std::{future::Future, time::Duration};
 use redis::{
     Cmd, Pipeline, RedisError, RedisFuture, Value,
     aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
-    cluster::ClusterClientBuilder,
+    cluster::{ClusterClient, ClusterClientBuilder},
     cluster_async::ClusterConnection,
     cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr},
 };
@@ -76,14 +76,9 @@ impl Connected {
             .set_number_of_retries(2)
             .set_factor(50)
             .set_max_delay(1_000);
-        let open = || async {
-            let manager = ConnectionManager::new_with_config(client.clone(), config.clone());
-            let manager = bounded(options.timeout, manager).await?;
-            Ok::<_, Error>(Conn::Single(manager))
-        };
-        let conn = open().await?;
+        let conn = open_single(&client, &config, options.timeout).await?;
         let writer = if options.wait_replicas > 0 {
-            Some(open().await?)
+            Some(open_single(&client, &config, options.timeout).await?)
         } else {
             None
         };
@@ -121,13 +116,9 @@ impl Connected {
             .map_err(|e| {
                 Error::config("redis.cluster_urls", "invalid cluster URLs").with_source(e)
             })?;
-        let open = || async {
-            let conn = bounded(options.timeout, client.get_async_connection()).await?;
-            Ok::<_, Error>(Conn::Cluster(conn))
-        };
-        let conn = open().await?;
+        let conn = open_cluster(&client, options.timeout).await?;
         let writer = if options.wait_replicas > 0 {
-            Some(open().await?)
+            Some(open_cluster(&client, options.timeout).await?)
         } else {
             None
         };
@@ -204,6 +195,24 @@ impl Conn {
         out.dedup();
         Ok(out)
     }
+}
+
+/// A connection manager for one node. (A function rather than a closure returning a future: the
+/// closure's borrowed captures made the callers' futures `Send` for one lifetime only, so
+/// `Keycard::from_config` could not run in `tokio::spawn`.)
+async fn open_single(
+    client: &redis::Client,
+    config: &ConnectionManagerConfig,
+    limit: Duration,
+) -> Result<Conn, Error> {
+    let manager = ConnectionManager::new_with_config(client.clone(), config.clone());
+    Ok(Conn::Single(bounded(limit, manager).await?))
+}
+
+/// A connection to the cluster (see [`open_single`] for why a function).
+async fn open_cluster(client: &ClusterClient, limit: Duration) -> Result<Conn, Error> {
+    let conn = bounded(limit, client.get_async_connection()).await?;
+    Ok(Conn::Cluster(conn))
 }
 
 /// Awaits a connection attempt under `limit`, mapping failures to `StoreUnavailable`.

@@ -113,18 +113,27 @@ pub(super) async fn mysql(_: &str, _: &SqlOptions) -> Result<Pool, Error> {
 ///
 /// [`SqlStore::migrate`]: super::SqlStore::migrate
 pub(super) async fn migrate(pool: &Pool) -> Result<(), Error> {
+    // On a connection of our own, with `run_direct`: `Migrator::run(&pool)` bounds the pool by
+    // `Acquire<'a>`, which makes every caller's future `Send` for one lifetime only, and that
+    // refused `tokio::spawn` around `SqlStore::connect` and `Keycard::from_config`.
     macro_rules! run {
-        ($path:literal, $pool:expr) => {{
+        ($path:literal, $conn:expr) => {{
             let mut migrator = sqlx::migrate!($path);
             migrator.set_ignore_missing(true);
-            migrator.run($pool).await
+            migrator.run_direct($conn).await
         }};
     }
     let result = match pool {
         #[cfg(feature = "sqlite")]
-        Pool::Sqlite(p) => run!("./migrations/sqlite", p),
+        Pool::Sqlite(p) => match p.acquire().await {
+            Ok(mut conn) => run!("./migrations/sqlite", &mut *conn),
+            Err(e) => Err(e.into()),
+        },
         #[cfg(feature = "postgres")]
-        Pool::Postgres(p) => run!("./migrations/postgres", p),
+        Pool::Postgres(p) => match p.acquire().await {
+            Ok(mut conn) => run!("./migrations/postgres", &mut *conn),
+            Err(e) => Err(e.into()),
+        },
         #[cfg(feature = "mysql")]
         Pool::MySql(p) => {
             // sqlx's own migration lock is `GET_LOCK(…, -1)`, which MariaDB treats as
