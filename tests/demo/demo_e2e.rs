@@ -226,6 +226,20 @@ async fn make_redis(clock: ManualClock) -> Backend {
     }
 }
 
+/// The demo on the shared Redis Cluster, under a key prefix of its own.
+#[cfg(feature = "redis")]
+async fn make_redis_cluster(clock: ManualClock) -> Backend {
+    let mut config = redis_config(StrategyKind::Redis);
+    if let Some(redis) = config.redis.as_mut() {
+        redis.url = None;
+        redis.cluster_urls = crate::common::redis_support::cluster::Cluster::shared().urls();
+    }
+    Backend {
+        keycard: demo::keycard(&config, &clock).await,
+        _guards: Vec::new(),
+    }
+}
+
 #[cfg(all(feature = "jwt", feature = "redis"))]
 async fn make_jwt_redis(clock: ManualClock) -> Backend {
     let mut config = redis_config(StrategyKind::Jwt);
@@ -1089,6 +1103,8 @@ server_session_suite!(postgres, make_postgres);
 server_session_suite!(mysql, make_mysql);
 #[cfg(feature = "redis")]
 server_session_suite!(redis, make_redis);
+#[cfg(feature = "redis")]
+server_session_suite!(redis_cluster, make_redis_cluster);
 #[cfg(all(feature = "jwt", feature = "sqlite"))]
 token_suite!(jwt, make_jwt);
 #[cfg(all(feature = "jwt", feature = "sqlite"))]
