@@ -31,23 +31,15 @@
 //! which run truly in parallel only on a multi-threaded runtime (keycard's own tests use four
 //! worker threads). A failed check panics, as a test assertion does.
 
-use std::{
-    sync::Arc,
-    time::{Duration, SystemTime},
-};
+use std::sync::Arc;
 
-use serde_json::{Map, Value, json};
-
-use crate::{
-    clock::truncate_millis,
-    store::{
-        CreateOutcome, LimitPolicy, RefreshRecord, RefreshStore, RevocationStore, SessionLimit,
-        SessionRecord, SessionStore,
-    },
-    token::{OpaqueToken, TokenHash, random_id},
+use crate::store::{
+    CreateOutcome, LimitPolicy, RefreshStore, RevocationStore, SessionLimit, SessionStore,
 };
+use fixtures::{millis, now, refresh, secs, session, subject, token};
 
 mod data;
+pub mod fixtures;
 mod refresh;
 mod revocation;
 mod session;
@@ -123,90 +115,6 @@ pub async fn revocation_store(store: Arc<dyn RevocationStore>) {
     revocation_epoch_only_moves_forward(store.clone()).await;
     revocation_sweep_removes_past_entries(store.clone()).await;
     revocation_subscribe_delivers(store).await;
-}
-
-// ------------------------------------------------------------------------------------------------
-// Fixtures shared by the checks.
-
-/// A subject no other check uses, so that checks sharing one database stay isolated.
-fn subject() -> String {
-    format!("user-{}", random_id().expect("the OS random source"))
-}
-
-/// A fresh, random token hash.
-fn token() -> TokenHash {
-    OpaqueToken::generate()
-        .expect("the OS random source")
-        .hash()
-}
-
-/// The current time at the millisecond precision every store keeps.
-fn now() -> SystemTime {
-    truncate_millis(SystemTime::now())
-}
-
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
-
-fn millis(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-fn attributes() -> Map<String, Value> {
-    match json!({"tenant": "acme", "level": 3, "nested": {"list": [1, "two", null], "ok": true}}) {
-        Value::Object(map) => map,
-        _ => unreachable!("an object literal"),
-    }
-}
-
-/// A session of `subject` created at `created`, live for `idle`, with an absolute expiry of one
-/// day.
-fn session(subject: &str, created: SystemTime, idle: Duration) -> SessionRecord {
-    SessionRecord {
-        id: token(),
-        subject: subject.to_owned(),
-        roles: vec!["admin".into(), "user".into()],
-        attributes: attributes(),
-        created_at: created,
-        last_seen_at: created,
-        authenticated_at: created,
-        expires_at: created + idle,
-        absolute_expires_at: created + secs(86_400),
-        user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) ünïcødé".into()),
-        ip: Some("2001:db8::1".into()),
-        data: None,
-        idle_timeout: None,
-        persistent: true,
-    }
-}
-
-/// The first refresh token of a new family of `subject`, issued at `issued`, with the given
-/// token idle lifetime and family lifetime.
-fn refresh(
-    subject: &str,
-    issued: SystemTime,
-    idle: Duration,
-    family_lifetime: Duration,
-) -> RefreshRecord {
-    let family_expires_at = issued + family_lifetime;
-    RefreshRecord {
-        id: token(),
-        family: random_id().expect("the OS random source"),
-        subject: subject.to_owned(),
-        roles: vec!["user".into()],
-        attributes: attributes(),
-        issued_at: issued,
-        expires_at: (issued + idle).min(family_expires_at),
-        family_created_at: issued,
-        family_expires_at,
-        authenticated_at: issued,
-        used_at: None,
-        user_agent: None,
-        ip: Some("192.0.2.7".into()),
-        idle_timeout: None,
-        persistent: true,
-    }
 }
 
 fn limit(max: u32, policy: LimitPolicy) -> Option<SessionLimit> {
