@@ -1,7 +1,9 @@
 //! Session and family data in the sql store: one JSON object text per session row
 //! (`keycard_sessions.data`) and per family row (`keycard_refresh_families.data`, so it goes
-//! with the family). Each change is read, merged ([`DataPatch::apply`]) and written back in one
-//! transaction, under the row's lock (`FOR UPDATE`; SQLite's writing transactions are exclusive).
+//! with the family). Each change is read, merged ([`DataPatch::apply`]) and written back with a
+//! compare-and-set (two round trips), which holds if no other request changed the row in
+//! between; under contention, after a few lost races, in one transaction under the row's lock
+//! (`FOR UPDATE`; SQLite's writing transactions are exclusive), which always makes progress.
 
 use std::time::{Duration, SystemTime};
 
@@ -9,6 +11,7 @@ use super::{
     SqlStore,
     codec::Text,
     exec::{Arg, is_serialization_failure},
+    statements::DataSql,
 };
 use crate::{
     clock::to_millis,
@@ -19,6 +22,9 @@ use crate::{
 /// How many times a transaction aborted by the database (deadlock, serialization) is retried.
 const ATTEMPTS: u64 = 8;
 
+/// How many compare-and-sets are tried before the locked transaction.
+const SWAPS: u32 = 3;
+
 impl SqlStore {
     pub(super) async fn update_session_data(
         &self,
@@ -28,8 +34,7 @@ impl SqlStore {
         now: SystemTime,
     ) -> StoreResult<bool> {
         let key = Arg::Bytes(id.as_bytes());
-        let sql = &self.sql.session;
-        self.merge_retrying(&sql.data_lock, &sql.data_update, key, patch, limits, now)
+        self.merge(&self.sql.session.data, key, patch, limits, now)
             .await
     }
 
@@ -39,8 +44,10 @@ impl SqlStore {
         now: SystemTime,
     ) -> StoreResult<Option<String>> {
         let args = [Arg::Text(family), Arg::Int(to_millis(now))];
-        let rows: Vec<(Option<Text>,)> =
-            self.pool.rows(&self.sql.refresh.family_data, &args).await?;
+        let rows: Vec<(Option<Text>,)> = self
+            .pool
+            .rows(&self.sql.refresh.family_data.read, &args)
+            .await?;
         Ok(rows.into_iter().next().and_then(|(d,)| d).map(|t| t.0))
     }
 
@@ -51,25 +58,51 @@ impl SqlStore {
         limits: &DataLimits,
         now: SystemTime,
     ) -> StoreResult<bool> {
-        let sql = &self.sql.refresh;
         let key = Arg::Text(family);
-        self.merge_retrying(
-            &sql.family_data_lock,
-            &sql.family_data_update,
-            key,
-            patch,
-            limits,
-            now,
-        )
-        .await
+        self.merge(&self.sql.refresh.family_data, key, patch, limits, now)
+            .await
     }
 
-    /// [`SqlStore::merge`], again when the database aborted it to break a deadlock: nothing of
-    /// an aborted transaction was written.
-    async fn merge_retrying(
+    /// Applies `patch` to the data of the live row `key`: `false` when there is none.
+    async fn merge(
         &self,
-        lock: &str,
-        update: &str,
+        sql: &DataSql,
+        key: Arg<'_>,
+        patch: &DataPatch,
+        limits: &DataLimits,
+        now: SystemTime,
+    ) -> StoreResult<bool> {
+        let live = Arg::Int(to_millis(now));
+        for _ in 0..SWAPS {
+            let rows: Vec<(Option<Text>,)> = self.pool.rows(&sql.read, &[key, live]).await?;
+            let Some((current,)) = rows.into_iter().next() else {
+                return Ok(false);
+            };
+            let current = current.map(|t| t.0);
+            let merged = patch.apply(current.as_deref(), limits)?;
+            if merged == current {
+                return Ok(true);
+            }
+            let args = [
+                Arg::OptText(merged.as_deref()),
+                key,
+                live,
+                Arg::OptText(current.as_deref()),
+            ];
+            if self.pool.run_repeatable(&sql.swap, &args).await? == 1 {
+                return Ok(true);
+            }
+            // Another request changed the row (or it ended) in between: read it again.
+        }
+        self.merge_locked_retrying(sql, key, patch, limits, now)
+            .await
+    }
+
+    /// [`SqlStore::merge_locked`], again when the database aborted it to break a deadlock:
+    /// nothing of an aborted transaction was written.
+    async fn merge_locked_retrying(
+        &self,
+        sql: &DataSql,
         key: Arg<'_>,
         patch: &DataPatch,
         limits: &DataLimits,
@@ -77,7 +110,7 @@ impl SqlStore {
     ) -> StoreResult<bool> {
         let mut attempt = 0;
         loop {
-            match self.merge(lock, update, key, patch, limits, now).await {
+            match self.merge_locked(sql, key, patch, limits, now).await {
                 Err(e) if attempt < ATTEMPTS && is_serialization_failure(&e) => {
                     attempt += 1;
                     tokio::time::sleep(Duration::from_millis(2 * attempt)).await;
@@ -87,27 +120,25 @@ impl SqlStore {
         }
     }
 
-    /// One transaction: reads the live row's data under its lock (`lock`: key, now), merges
-    /// `patch` and writes the result (`update`: data, key). `false` when no live row has `key`;
-    /// an error (such as `TooLarge`) rolls back.
-    async fn merge(
+    /// One transaction: reads the live row's data under its lock, merges `patch` and writes the
+    /// result. `false` when no live row has `key`; an error (such as `TooLarge`) rolls back.
+    async fn merge_locked(
         &self,
-        lock: &str,
-        update: &str,
+        sql: &DataSql,
         key: Arg<'_>,
         patch: &DataPatch,
         limits: &DataLimits,
         now: SystemTime,
     ) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await?;
-        let rows: Vec<(Option<Text>,)> = match tx.rows(lock, &[key, Arg::Int(to_millis(now))]).await
-        {
-            Ok(rows) => rows,
-            Err(e) => {
-                tx.rollback().await.ok();
-                return Err(e);
-            }
-        };
+        let rows: Vec<(Option<Text>,)> =
+            match tx.rows(&sql.lock, &[key, Arg::Int(to_millis(now))]).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tx.rollback().await.ok();
+                    return Err(e);
+                }
+            };
         let Some((current,)) = rows.into_iter().next() else {
             tx.rollback().await?;
             return Ok(false);
@@ -119,7 +150,7 @@ impl SqlStore {
                 return Err(e);
             }
         };
-        tx.run(update, &[Arg::OptText(merged.as_deref()), key])
+        tx.run(&sql.update, &[Arg::OptText(merged.as_deref()), key])
             .await?;
         tx.commit().await?;
         Ok(true)

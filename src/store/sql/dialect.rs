@@ -46,6 +46,15 @@ impl Dialect {
         }
     }
 
+    /// Equality under which `NULL` equals `NULL`.
+    pub(super) fn null_safe_eq(self) -> &'static str {
+        match self {
+            Self::Sqlite => "IS",
+            Self::Postgres => "IS NOT DISTINCT FROM",
+            Self::MySql => "<=>",
+        }
+    }
+
     /// Two-argument minimum.
     pub(super) fn least(self) -> &'static str {
         match self {

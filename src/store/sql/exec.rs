@@ -268,6 +268,14 @@ impl Pool {
             .ok_or_else(|| StoreError::corrupt("the statement returned no row"))
     }
 
+    /// A single-statement write that may be applied twice with no other effect than once (a
+    /// compare-and-set): like a read, repeated on the next connection when its own was broken,
+    /// without the ping of [`Pool::run`].
+    pub(super) async fn run_repeatable(&self, sql: &str, args: &[Arg<'_>]) -> StoreResult<u64> {
+        self.retrying(move || async move { dispatch!(self, Pool, p => run(p, sql, args).await) })
+            .await
+    }
+
     pub(super) async fn rows<T: SqlRow>(&self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Vec<T>> {
         self.retrying(move || async move { dispatch!(self, Pool, p => rows(p, sql, args).await) })
             .await

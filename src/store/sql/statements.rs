@@ -52,8 +52,7 @@ pub(super) struct SessionSql {
     pub(super) sweep: String,
     pub(super) subject_upsert: String,
     pub(super) subject_sweep: String,
-    pub(super) data_lock: String,
-    pub(super) data_update: String,
+    pub(super) data: DataSql,
 }
 
 impl SessionSql {
@@ -90,10 +89,7 @@ impl SessionSql {
             sweep: f("DELETE FROM keycard_sessions WHERE expires_at <= ?"),
             subject_upsert: f(&d.upsert_max("keycard_subjects", "subject", "expires_at")),
             subject_sweep: f("DELETE FROM keycard_subjects WHERE expires_at <= ?"),
-            data_lock: f(&format!(
-                "SELECT data FROM keycard_sessions WHERE id = ? AND expires_at > ?{lock}"
-            )),
-            data_update: f("UPDATE keycard_sessions SET data = ? WHERE id = ?"),
+            data: DataSql::new(d, "keycard_sessions", "id", "expires_at"),
         }
     }
 }
@@ -116,9 +112,7 @@ pub(super) struct RefreshSql {
     pub(super) family_live: String,
     pub(super) heads_list: String,
     pub(super) families_dead: String,
-    pub(super) family_data: String,
-    pub(super) family_data_lock: String,
-    pub(super) family_data_update: String,
+    pub(super) family_data: DataSql,
 }
 
 impl RefreshSql {
@@ -174,16 +168,39 @@ impl RefreshSql {
                  WHERE f.subject = ? AND t.used_at IS NULL AND t.expires_at > ? \
                  ORDER BY t.family_created_at, t.family"
             )),
-            family_data: f("SELECT data FROM keycard_refresh_families \
-                 WHERE family = ? AND head_expires_at > ?"),
-            family_data_lock: f(&format!(
-                "SELECT data FROM keycard_refresh_families \
-                 WHERE family = ? AND head_expires_at > ?{lock}"
-            )),
-            family_data_update: f("UPDATE keycard_refresh_families SET data = ? WHERE family = ?"),
+            family_data: DataSql::new(d, "keycard_refresh_families", "family", "head_expires_at"),
             families_dead: f(&format!(
                 "SELECT family FROM keycard_refresh_families WHERE head_expires_at <= ?{lock}"
             )),
+        }
+    }
+}
+
+/// The statements that read and change the data of one row of `table` (see `data.rs`): its key
+/// column, and the expiry column that says whether the row is live.
+pub(super) struct DataSql {
+    /// `key, now` → the live row's data.
+    pub(super) read: String,
+    /// The same under the row's lock.
+    pub(super) lock: String,
+    /// `data, key, now, expected` → changes the live row whose data is still `expected` (a
+    /// compare-and-set; `NULL` equals `NULL`).
+    pub(super) swap: String,
+    /// `data, key`.
+    pub(super) update: String,
+}
+
+impl DataSql {
+    fn new(d: Dialect, table: &str, key: &str, live: &str) -> Self {
+        let read = format!("SELECT data FROM {table} WHERE {key} = ? AND {live} > ?");
+        Self {
+            lock: d.finish(&format!("{read}{}", d.lock())),
+            read: d.finish(&read),
+            swap: d.finish(&format!(
+                "UPDATE {table} SET data = ? WHERE {key} = ? AND {live} > ? AND data {} ?",
+                d.null_safe_eq()
+            )),
+            update: d.finish(&format!("UPDATE {table} SET data = ? WHERE {key} = ?")),
         }
     }
 }
