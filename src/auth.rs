@@ -52,7 +52,7 @@ pub struct Auth {
 ///
 /// [`idle_timeout`](Self::idle_timeout) and [`absolute_timeout`](Self::absolute_timeout) shorten
 /// this session's timeouts; they never lengthen them: a longer value than the strategy's
-/// configured one is capped at it. A zero timeout is refused (400 `invalid_data`).
+/// configured one is capped at it. A timeout under a millisecond is refused (400 `invalid_data`).
 ///
 /// ```
 /// use std::time::Duration;
@@ -119,7 +119,7 @@ impl Login {
     /// `None` when none was requested or the configured one is not longer.
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidData`](ErrorKind::InvalidData) for a zero timeout.
+    /// [`ErrorKind::InvalidData`](ErrorKind::InvalidData) for a timeout under a millisecond.
     pub fn idle_within(&self, configured: Duration) -> crate::Result<Option<Duration>> {
         Ok(Self::within(self.idle_timeout, configured)?.filter(|t| *t < configured))
     }
@@ -127,7 +127,7 @@ impl Login {
     /// The absolute timeout of the session: the shorter of the requested one and `configured`.
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidData`](ErrorKind::InvalidData) for a zero timeout.
+    /// [`ErrorKind::InvalidData`](ErrorKind::InvalidData) for a timeout under a millisecond.
     pub fn absolute_within(&self, configured: Duration) -> crate::Result<Duration> {
         Ok(Self::within(self.absolute_timeout, configured)?.unwrap_or(configured))
     }
@@ -137,9 +137,10 @@ impl Login {
         configured: Duration,
     ) -> crate::Result<Option<Duration>> {
         match requested {
-            Some(t) if t.is_zero() => Err(Error::with_message(
+            // Stores keep whole milliseconds.
+            Some(t) if t < Duration::from_millis(1) => Err(Error::with_message(
                 ErrorKind::InvalidData,
-                "a session timeout must be longer than zero",
+                "a session timeout must be at least a millisecond",
             )),
             requested => Ok(requested.map(|t| t.min(configured))),
         }
