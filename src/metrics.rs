@@ -7,6 +7,21 @@
 //! once, when the [`Keycard`](crate::Keycard) is built), never per request, and durations are
 //! measured only around calls that wait on I/O.
 //!
+//! # When durations are measured
+//! The histograms ([`RESOLUTION_DURATION`], [`STORE_CALL_DURATION`]) read the clock twice per
+//! timed call, so keycard first asks whether anything would keep the measurement: it looks at
+//! the recorder in scope when the call starts (the thread's local recorder set by
+//! `metrics::with_local_recorder` or `metrics::set_default_local_recorder`, else the global one)
+//! and times the call only when that recorder is not zero-sized. The `metrics` crate answers
+//! every recording with its zero-sized `metrics::NoopRecorder` while no recorder is installed,
+//! and has no other way to tell; every exporter holds state and is measured. Without a
+//! recorder, a store call or a resolution therefore costs that one check (a thread-local read
+//! and one atomic load) and no clock read, and server sessions call their store directly,
+//! without the timing wrapper. The check is made on every call, so a recorder installed after
+//! the [`Keycard`](crate::Keycard) was built gets durations from then on. A zero-sized
+//! recorder of your own (one that keeps all its state in statics) gets every counter and gauge
+//! but no durations.
+//!
 //! Names and labels follow Prometheus conventions: `snake_case`, a `keycard_` prefix, `_total`
 //! for counters, base units (`_seconds`). Every label has a fixed, small set of values; no label
 //! ever carries a subject, session handle, token, IP address or any other per-user value.
@@ -175,6 +190,14 @@ macro_rules! key {
 }
 pub(crate) use key;
 
+/// Whether a call starting now should be timed: the recorder in scope is not zero-sized (see
+/// [When durations are measured](self#when-durations-are-measured)). A thread-local read and
+/// one atomic load, like any recording.
+#[inline]
+pub(crate) fn timing() -> bool {
+    metrics::with_recorder(|r| std::mem::size_of_val(r) != 0)
+}
+
 #[inline]
 pub(crate) fn increment(key: &Key) {
     metrics::with_recorder(|r| r.register_counter(key, &METADATA).increment(1));
@@ -279,7 +302,7 @@ impl StrategyMetrics {
 
     /// Awaits a resolution, timing it when it waits on I/O.
     pub(crate) async fn time(&self, future: AuthFuture<'_>) -> crate::Result<Principal> {
-        if future.is_ready() {
+        if future.is_ready() || !timing() {
             return future.await;
         }
         let started = Instant::now();
@@ -346,8 +369,11 @@ pub(crate) fn refresh<T>(outcome: crate::Result<T>) -> crate::Result<T> {
 }
 
 /// Times one store call under `key` (a [`STORE_CALL_DURATION`] key of the call's store and
-/// operation).
+/// operation) when a recorder would keep it ([`timing`]).
 pub(crate) async fn store_call<R>(key: &'static Key, call: impl Future<Output = R>) -> R {
+    if !timing() {
+        return call.await;
+    }
     let started = Instant::now();
     let out = call.await;
     observe(key, started.elapsed());
@@ -638,6 +664,78 @@ mod tests {
             }
             assert!(!key.contains("alice") && !key.contains(token), "{key}");
         }
+    }
+
+    #[test]
+    fn durations_are_measured_only_for_a_recorder_that_keeps_them() {
+        // No recorder: `metrics` answers with its zero-sized no-op recorder.
+        assert!(!timing());
+        assert!(!metrics::with_local_recorder(
+            &metrics::NoopRecorder,
+            timing
+        ));
+        let recorder = DebuggingRecorder::new();
+        assert!(metrics::with_local_recorder(&recorder, timing));
+        let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        assert!(metrics::with_local_recorder(&prometheus, timing));
+        assert!(!timing());
+    }
+
+    #[tokio::test]
+    async fn a_recorder_installed_after_the_keycard_was_built_gets_durations() {
+        let store = Arc::new(MemoryStore::new());
+        let keycard = Keycard::builder()
+            .strategy(ServerSessions::new(store, ServerSettings::default()))
+            .build()
+            .unwrap();
+        let app = Router::new()
+            .route("/login", post(login))
+            .route("/me", get(me))
+            .layer(keycard.layer());
+        // Built, logged in and read once with no recorder: nothing to keep, nothing timed.
+        let (_, cookie) = send(&app, "POST", "/login", &[]).await;
+        let cookie = cookie.unwrap();
+        assert_eq!(
+            send(&app, "GET", "/me", &[("cookie", &cookie)]).await.0,
+            200
+        );
+
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let guard = metrics::set_default_local_recorder(&recorder);
+        assert_eq!(
+            send(&app, "GET", "/me", &[("cookie", &cookie)]).await.0,
+            200
+        );
+        drop(guard);
+        let m = snapshot(&snapshotter);
+        assert_eq!(
+            samples(
+                &m,
+                &format!("{STORE_CALL_DURATION}{{operation=load,store=session}}")
+            ),
+            1,
+            "{m:#?}"
+        );
+        assert_eq!(
+            samples(&m, &format!("{RESOLUTION_DURATION}{{strategy=server}}")),
+            1
+        );
+        assert_eq!(
+            counter(
+                &m,
+                &format!("{AUTHENTICATIONS}{{outcome=ok,strategy=server}}")
+            ),
+            1
+        );
+        // Only what ran under the recorder was recorded: no create from the login before it.
+        assert_eq!(
+            samples(
+                &m,
+                &format!("{STORE_CALL_DURATION}{{operation=create,store=session}}")
+            ),
+            0
+        );
     }
 
     /// Collects what a `fmt` subscriber writes.

@@ -1,12 +1,16 @@
 //! [`Metered`]: a store decorator that times every call into
 //! [`STORE_CALL_DURATION`](crate::metrics::STORE_CALL_DURATION), by store and operation (its
-//! trait impls come from [`decorate_stores!`](super::decorate::decorate_stores)).
+//! trait impls come from [`decorate_stores!`](super::decorate::decorate_stores)), while a
+//! recorder would keep the duration ([`timing`](crate::metrics::timing)); otherwise a call is
+//! passed through without a clock read. Server sessions go further and call their store
+//! directly, past the decorator, while nothing is recorded.
 
 use std::{sync::Arc, time::Duration};
 
 use super::{SessionStore, StoreResult};
 
-/// Times every call of `inner`; adds nothing else (its deadline is the inner store's).
+/// Times every call of `inner` (when a recorder would keep the duration); adds nothing else (its
+/// deadline is the inner store's).
 #[derive(Debug)]
 pub(crate) struct Metered<S: ?Sized> {
     inner: Arc<S>,

@@ -347,11 +347,25 @@ mod mysql {
 
 #[cfg(feature = "redis")]
 mod redis {
-    use std::sync::Arc;
+    use std::sync::{
+        Arc,
+        atomic::{AtomicU32, Ordering},
+    };
 
-    use keycard::store::ThrottleStore;
+    use axum::{Router, body::Body, extract::Request, http::StatusCode, routing::post};
+    use http_body_util::BodyExt;
+    use keycard::{
+        Keycard, Rejection,
+        store::{MemoryStore, ThrottleStore},
+        strategy::{ServerSessions, ServerSettings},
+        throttle::{LoginThrottle, OnStoreError, Throttle, ThrottleConfig},
+    };
+    use tower::ServiceExt;
 
-    use crate::common::redis_support::scenarios::Target;
+    use crate::common::{
+        fault_proxy::{FaultProxy, through, upstream_of},
+        redis_support::scenarios::Target,
+    };
 
     async fn store() -> Arc<dyn ThrottleStore> {
         Arc::new(
@@ -362,6 +376,87 @@ mod redis {
     }
 
     throttle_suite!("Redis", store().await);
+
+    /// A login route behind keycard's layer with `throttle`: the throttle's check, then the
+    /// password check, which counts itself in `checked`.
+    fn login_app(throttle: LoginThrottle, checked: Arc<AtomicU32>) -> Router {
+        let keycard = Keycard::builder()
+            .strategy(ServerSessions::new(
+                Arc::new(MemoryStore::new()),
+                ServerSettings::default(),
+            ))
+            .throttle(throttle)
+            .build()
+            .unwrap();
+        Router::new()
+            .route(
+                "/login",
+                post(move |throttle: Throttle| async move {
+                    let guard = throttle.check("alice").await?;
+                    checked.fetch_add(1, Ordering::SeqCst);
+                    guard.success().await;
+                    Ok::<_, Rejection>("ok")
+                }),
+            )
+            .layer(keycard.layer())
+    }
+
+    async fn login(app: &Router) -> (StatusCode, serde_json::Value) {
+        let response = app
+            .clone()
+            .oneshot(Request::post("/login").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&body).unwrap_or_default())
+    }
+
+    /// Redis goes down under a running throttle (the proxy in front of it stops accepting and
+    /// closes its connections): the login answers 503 before any password check (fail closed),
+    /// and a throttle configured to allow lets it through.
+    #[tokio::test]
+    async fn a_store_that_is_down_fails_closed() {
+        let url = crate::common::redis_url();
+        let proxy = FaultProxy::start(upstream_of(&url)).await;
+        let store = Arc::new(
+            Target::new(vec![through(&url, proxy.addr)], false)
+                .store()
+                .await,
+        );
+        let checked = Arc::new(AtomicU32::new(0));
+        let closed = login_app(
+            LoginThrottle::new(store.clone(), ThrottleConfig::default()).unwrap(),
+            checked.clone(),
+        );
+        let allowed = Arc::new(AtomicU32::new(0));
+        let open = login_app(
+            LoginThrottle::new(
+                store,
+                ThrottleConfig {
+                    on_store_error: OnStoreError::Allow,
+                    ..ThrottleConfig::default()
+                },
+            )
+            .unwrap(),
+            allowed.clone(),
+        );
+        assert_eq!(login(&closed).await.0, StatusCode::OK);
+        assert_eq!(checked.load(Ordering::SeqCst), 1);
+
+        drop(proxy);
+        let (status, body) = login(&closed).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+        assert_eq!(
+            checked.load(Ordering::SeqCst),
+            1,
+            "no password check while the throttle's store is down"
+        );
+
+        assert_eq!(login(&open).await.0, StatusCode::OK);
+        assert_eq!(allowed.load(Ordering::SeqCst), 1);
+    }
 }
 
 #[cfg(feature = "redis")]
