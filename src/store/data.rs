@@ -3,8 +3,9 @@
 //!
 //! Stores apply a [`DataPatch`] key by key and atomically, so two requests of one session that
 //! change different keys both take effect: there is no read-modify-write of the whole object
-//! between requests. [`DataPatch::apply`] is the one merge rule (the memory and SQL stores call
-//! it under their lock or row lock; the Redis store does the same in a script). The size of the
+//! between requests. [`DataPatch::apply`] is the one merge rule (the memory store calls it under
+//! its lock, the SQL store before a compare-and-set or under the row lock; the Redis store does
+//! the same in a script). The size of the
 //! data is the sum, over its keys, of the key's length plus the length of the value's JSON text,
 //! in bytes; [`DataLimits`] bounds it.
 
@@ -108,7 +109,8 @@ impl DataPatch {
     /// none). Returns the new text, `None` when no key is left.
     ///
     /// Stores that hold the data as one JSON text call this under the lock (or row lock) that
-    /// serializes the writers of the session.
+    /// serializes the writers of the session, or before writing the result only if `current` is
+    /// still what is stored (a compare-and-set).
     ///
     /// # Errors
     /// [`StoreErrorKind::TooLarge`] when a limit would be exceeded, [`StoreErrorKind::Corrupt`]
