@@ -6,7 +6,7 @@
 //! # Example
 //! ```
 //! use std::sync::Arc;
-//! use keycard::{Principal, SessionStrategy, jwt::{JwtConfig, JwtStrategy, KeyRing}};
+//! use keycard::{Login, Principal, SessionStrategy, jwt::{JwtConfig, JwtStrategy, KeyRing}};
 //! use keycard::strategy::{ClientMeta, Credential, CredentialSource};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -16,9 +16,8 @@
 //!     .build()?;
 //! strategy.ready().await?;
 //!
-//! let issued = strategy
-//!     .login(Principal::builder("alice").role("user").build(), &ClientMeta::default())
-//!     .await?;
+//! let alice = Principal::builder("alice").role("user").build();
+//! let issued = strategy.login(alice, &ClientMeta::default(), Login::default()).await?;
 //! let token = issued.access_token.unwrap().token;
 //! let me = strategy
 //!     .authenticate(Credential { value: &token, source: CredentialSource::Bearer })
