@@ -219,7 +219,7 @@ impl RequestContext {
         } else if let Some(access) = &issued.access_token
             && t.read_cookie
         {
-            p.set_session = Some((access.token.clone(), Some(access.expires_in)));
+            p.set_session = Some((access.token.clone(), issued.session_max_age));
             p.clear_session = false;
         }
         if let Some(refresh) = &issued.refresh_token

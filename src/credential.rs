@@ -73,13 +73,16 @@ pub struct Issued {
     /// `Authorization: Bearer` (see [`SessionTransport`](crate::config::SessionTransport)).
     /// `Debug` redacts it.
     pub session_token: Option<OpaqueToken>,
-    /// Max-Age for the session cookie (the absolute timeout).
+    /// `Max-Age` of the cookie holding the session token, or the access token when there is
+    /// none (the time left of the session, or of the access token); `None` for a
+    /// browser-session cookie.
     pub session_max_age: Option<Duration>,
     /// A JWT access token.
     pub access_token: Option<AccessToken>,
     /// A refresh token.
     pub refresh_token: Option<OpaqueToken>,
-    /// Max-Age for the refresh cookie (the family's remaining absolute lifetime).
+    /// `Max-Age` of the refresh cookie (the family's remaining absolute lifetime); `None` for a
+    /// browser-session cookie.
     pub refresh_max_age: Option<Duration>,
 }
 

@@ -17,8 +17,8 @@ use crate::{
     revocation::FAMILY_PREFIX,
     store::{DataLimits, DataPatch, RefreshRecord, Revocation, RotateOutcome, RotateRequest},
     strategy::{
-        AuthFuture, ClientMeta, Credential, CredentialSource, Issued, RefreshTokens, Reissue,
-        SessionInfo, SessionStrategy,
+        AccessToken, AuthFuture, ClientMeta, Credential, CredentialSource, Issued, RefreshTokens,
+        Reissue, SessionInfo, SessionStrategy,
     },
     token::{OpaqueToken, random_id},
 };
@@ -128,10 +128,24 @@ fn remaining(until: SystemTime, now: SystemTime) -> Duration {
     until.duration_since(now).unwrap_or_default()
 }
 
-/// The refresh cookie's `Max-Age` for a family that ends at `until`: none for a browser-session
-/// cookie.
-fn refresh_max_age(persistent: bool, until: SystemTime, now: SystemTime) -> Option<Duration> {
-    persistent.then(|| remaining(until, now))
+/// The credentials of a family whose cookies are `persistent` and which ends at `until`: a
+/// persistent login's cookies carry a `Max-Age` (the access-token cookie its token's lifetime,
+/// the refresh cookie the family's), a browser-session login's none.
+fn issued(
+    principal: Principal,
+    access: AccessToken,
+    refresh: OpaqueToken,
+    (persistent, until): (bool, SystemTime),
+    now: SystemTime,
+) -> Issued {
+    Issued {
+        principal,
+        session_token: None,
+        session_max_age: persistent.then_some(access.expires_in),
+        access_token: Some(access),
+        refresh_token: Some(refresh),
+        refresh_max_age: persistent.then(|| remaining(until, now)),
+    }
 }
 
 fn truncate_utf8(s: &str, max: usize) -> String {
@@ -227,14 +241,13 @@ impl SessionStrategy for JwtStrategy {
             session: family,
             ip: meta.ip,
         });
-        Ok(Issued {
+        Ok(issued(
             principal,
-            session_token: None,
-            session_max_age: None,
-            access_token: Some(access),
-            refresh_token: Some(refresh_token),
-            refresh_max_age: refresh_max_age(options.is_persistent(), absolute_end, now),
-        })
+            access,
+            refresh_token,
+            (options.is_persistent(), absolute_end),
+            now,
+        ))
     }
 
     async fn reissue(&self, current: &Principal, change: Reissue<'_>) -> Result<Issued> {
@@ -307,14 +320,13 @@ impl SessionStrategy for JwtStrategy {
         if reauthenticated.is_some() {
             self.inner.events.emit(SecurityEvent::StepUp { subject });
         }
-        Ok(Issued {
+        Ok(issued(
             principal,
-            session_token: None,
-            session_max_age: None,
-            access_token: Some(access),
-            refresh_token: Some(refresh_token),
-            refresh_max_age: refresh_max_age(old.persistent, family_expires_at, now),
-        })
+            access,
+            refresh_token,
+            (old.persistent, family_expires_at),
+            now,
+        ))
     }
 
     async fn logout(&self, current: &Principal) -> Result<()> {
@@ -450,14 +462,13 @@ impl RefreshTokens for JwtStrategy {
                     subject: next.subject,
                     family: next.family,
                 });
-                Ok(Issued {
+                Ok(issued(
                     principal,
-                    session_token: None,
-                    session_max_age: None,
-                    access_token: Some(access),
-                    refresh_token: Some(next_token),
-                    refresh_max_age: refresh_max_age(next.persistent, next.family_expires_at, now),
-                })
+                    access,
+                    next_token,
+                    (next.persistent, next.family_expires_at),
+                    now,
+                ))
             }
             RotateOutcome::Reused { family, subject } => {
                 self.inner.events.emit(SecurityEvent::RefreshReuseDetected {

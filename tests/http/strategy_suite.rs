@@ -41,6 +41,7 @@ use keycard::{
         FaultyStore,
         strategy::{Lifetimes, StrategyHarness},
     },
+    transport::TransportSettings,
 };
 use redis_support::cluster::Cluster;
 
@@ -237,6 +238,8 @@ struct Jwt {
     revocations: Arc<dyn RevocationStore>,
     switch: Switch,
     high_risk: bool,
+    /// Whether the access token and the refresh token also travel in cookies.
+    cookies: bool,
 }
 
 fn jwt_config() -> JwtConfig {
@@ -251,6 +254,16 @@ impl Jwt {
             revocations: Arc::new(store.clone()),
             switch: Switch::faulty(&store),
             high_risk,
+            cookies: false,
+        }
+    }
+
+    /// The access-token and refresh cookies on (`cookie.access_token_cookie`,
+    /// `cookie.refresh_cookie`), next to Bearer.
+    fn with_cookies(self) -> Self {
+        Self {
+            cookies: true,
+            ..self
         }
     }
 
@@ -263,6 +276,7 @@ impl Jwt {
             revocations: store,
             switch: Switch::Proxy(proxy),
             high_risk,
+            cookies: false,
         }
     }
 }
@@ -279,8 +293,16 @@ impl StrategyHarness for Jwt {
             .build()
             .expect("JWT strategy");
         strategy.ready().await.expect("ready");
-        Keycard::builder()
-            .jwt(strategy)
+        let mut builder = Keycard::builder().jwt(strategy);
+        if self.cookies {
+            builder = builder.transport(TransportSettings {
+                read_cookie: true,
+                read_bearer: true,
+                refresh_cookie_name: Some("__Secure-keycard-refresh".into()),
+                ..TransportSettings::default()
+            });
+        }
+        builder
             .clock(Arc::new(clock.clone()))
             .build()
             .expect("keycard")
@@ -386,6 +408,7 @@ strategy_suite!(
     high_risk
 );
 strategy_suite!(jwt_memory, Jwt::memory(false));
+strategy_suite!(jwt_cookies, Jwt::memory(false).with_cookies());
 strategy_suite!(jwt_postgres, Jwt::postgres(false).await);
 strategy_suite!(hybrid_memory, Jwt::memory(true), high_risk);
 strategy_suite!(opaque_tokens, opaque::Harness::new(), high_risk);

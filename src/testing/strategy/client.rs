@@ -235,12 +235,11 @@ impl App {
             .map(str::to_owned)
     }
 
-    /// The `Set-Cookie` lines of a response that set (not remove) the credential cookies whose
-    /// lifetime the login chose: the session cookie of a strategy without refresh tokens, and
-    /// the refresh cookie.
+    /// The `Set-Cookie` lines of a response that set (not remove) the credential cookies: the
+    /// session (or access-token) cookie and the refresh cookie.
     pub(super) fn credential_cookies(&self, reply: &Reply) -> Vec<String> {
         let mut names = Vec::new();
-        if self.read_cookie && !self.refreshes {
+        if self.read_cookie {
             names.push(format!("{}=", self.cookie_name));
         }
         if let Some(refresh) = &self.refresh_cookie_name {

@@ -55,8 +55,7 @@ fn issued(app: &App, reply: &Reply, what: &str) -> Cred {
 /// one with `remember: false` browser-session cookies (neither `Max-Age` nor `Expires`), and the
 /// choice holds for the life of the session: a rotation, a step-up and (for tokens) a refresh
 /// re-send the cookies with the lifetime chosen at login. Vacuous for a strategy that sets no
-/// credential cookie. For tokens the refresh cookie follows the choice; the access-token cookie
-/// lives as long as its token.
+/// credential cookie.
 pub async fn remember_me_holds_for_the_session(harness: &dyn StrategyHarness) {
     let app = App::new(harness).await;
     let reply = login_with(&app, json!({ "remember": true })).await;
