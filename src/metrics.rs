@@ -681,17 +681,22 @@ mod tests {
         assert!(!timing());
     }
 
-    #[tokio::test]
-    async fn a_recorder_installed_after_the_keycard_was_built_gets_durations() {
+    /// `/login` and `/me` behind server sessions on a memory store.
+    fn memory_app() -> Router {
         let store = Arc::new(MemoryStore::new());
         let keycard = Keycard::builder()
             .strategy(ServerSessions::new(store, ServerSettings::default()))
             .build()
             .unwrap();
-        let app = Router::new()
+        Router::new()
             .route("/login", post(login))
             .route("/me", get(me))
-            .layer(keycard.layer());
+            .layer(keycard.layer())
+    }
+
+    #[tokio::test]
+    async fn a_recorder_installed_after_the_keycard_was_built_gets_durations() {
+        let app = memory_app();
         // Built, logged in and read once with no recorder: nothing to keep, nothing timed.
         let (_, cookie) = send(&app, "POST", "/login", &[]).await;
         let cookie = cookie.unwrap();
@@ -766,15 +771,7 @@ mod tests {
             .finish();
         let _default = tracing::subscriber::set_default(subscriber);
 
-        let store = Arc::new(MemoryStore::new());
-        let keycard = Keycard::builder()
-            .strategy(ServerSessions::new(store, ServerSettings::default()))
-            .build()
-            .unwrap();
-        let app = Router::new()
-            .route("/login", post(login))
-            .route("/me", get(me))
-            .layer(keycard.layer());
+        let app = memory_app();
         let (_, cookie) = send(&app, "POST", "/login", &[]).await;
         let cookie = cookie.unwrap();
         let span = tracing::info_span!(
