@@ -2,7 +2,8 @@
 //! built from its own `Keycard` with its own store connection and revocation feed) over one real
 //! store. A data change made through one instance is seen by the other on its very next request,
 //! while that instance serves the session from its warm cache; a logout through one is refused by
-//! the other. On Redis (pub/sub), PostgreSQL (`LISTEN/NOTIFY`) and a SQLite file (polled).
+//! the other. On Redis and Redis Cluster (pub/sub), PostgreSQL (`LISTEN/NOTIFY`), MySQL and a
+//! SQLite file (polled).
 //!
 //! The strategy-level revocation matrix (revoke, rotate, log out everywhere) is
 //! `tests/stores/session_cache.rs`; here the logout is one step of the HTTP flow.
@@ -229,6 +230,40 @@ async fn redis() {
 async fn postgres() {
     let url = crate::common::pg_url();
     let (sa, sb) = (sql_store(&url).await, sql_store(&url).await);
+    let a = instance("A", sa.clone(), sa).await;
+    let b = instance("B", sb.clone(), sb).await;
+    data_crosses_instances(a, b, Duration::from_millis(100)).await;
+}
+
+/// MySQL has no push channel either: revocations reach the other instance by polling.
+#[cfg(feature = "mysql")]
+#[tokio::test]
+async fn mysql() {
+    let url = crate::common::mysql_url();
+    let (sa, sb) = (sql_store(&url).await, sql_store(&url).await);
+    let a = instance("A", sa.clone(), sa).await;
+    let b = instance("B", sb.clone(), sb).await;
+    data_crosses_instances(a, b, Duration::from_secs(1)).await;
+}
+
+/// Redis Cluster: the shared test cluster, each instance with its own cluster connection.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn redis_cluster() {
+    use keycard::store::redis::{RedisOptions, RedisStore};
+    let urls = crate::common::redis_support::cluster::Cluster::shared().urls();
+    let prefix = crate::common::redis_support::unique_prefix();
+    let mut stores = Vec::new();
+    for _ in 0..2 {
+        let mut o = RedisOptions::default();
+        o.key_prefix = prefix.clone();
+        stores.push(Arc::new(
+            RedisStore::connect_cluster_with(&urls, o)
+                .await
+                .expect("redis cluster"),
+        ));
+    }
+    let (sa, sb) = (stores[0].clone(), stores[1].clone());
     let a = instance("A", sa.clone(), sa).await;
     let b = instance("B", sb.clone(), sb).await;
     data_crosses_instances(a, b, Duration::from_millis(100)).await;
