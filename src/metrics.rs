@@ -16,8 +16,8 @@
 //! every recording with its zero-sized `metrics::NoopRecorder` while no recorder is installed,
 //! and has no other way to tell; every exporter holds state and is measured. Without a
 //! recorder, a store call or a resolution therefore costs that one check (a thread-local read
-//! and one atomic load) and no clock read, and server sessions call their store directly,
-//! without the timing wrapper. The check is made on every call, so a recorder installed after
+//! and one atomic load) and no clock read. Server sessions time their store calls in place
+//! (no wrapper, with or without a recorder); other stores are wrapped in a timing decorator. The check is made on every call, so a recorder installed after
 //! the [`Keycard`](crate::Keycard) was built gets durations from then on. A zero-sized
 //! recorder of your own (one that keeps all its state in statics) gets every counter and gauge
 //! but no durations.

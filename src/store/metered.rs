@@ -2,8 +2,8 @@
 //! [`STORE_CALL_DURATION`](crate::metrics::STORE_CALL_DURATION), by store and operation (its
 //! trait impls come from [`decorate_stores!`](super::decorate::decorate_stores)), while a
 //! recorder would keep the duration ([`timing`](crate::metrics::timing)); otherwise a call is
-//! passed through without a clock read. Server sessions go further and call their store
-//! directly, past the decorator, while nothing is recorded.
+//! passed through without a clock read. Server sessions need no decorator for their session
+//! store: they time each call in place.
 
 use std::{sync::Arc, time::Duration};
 

@@ -28,6 +28,21 @@ use crate::{
     token::{OpaqueToken, TokenHash},
 };
 
+/// `timed!(self.op(args))`: the store call `self.store.op(args)`, timed into the store-call
+/// histogram while a recorder would keep the duration (no clock read and no wrapper otherwise).
+macro_rules! timed {
+    ($self:ident . $op:ident ( $($arg:expr),* $(,)? )) => {
+        crate::metrics::store_call(
+            crate::metrics::key!(
+                crate::metrics::STORE_CALL_DURATION,
+                "store" => "session",
+                "operation" => stringify!($op),
+            ),
+            $self.store.$op($($arg),*),
+        )
+    };
+}
+
 /// Timeouts and limits of server sessions.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerSettings {
@@ -95,11 +110,9 @@ impl Default for ServerSettings {
 /// ```
 #[derive(Debug, Clone)]
 pub struct ServerSessions {
-    /// The store, each call timed into the store-call histogram ([`Metered`]).
+    /// The store; every call goes through [`timed!`], which times it into the store-call
+    /// histogram while a recorder would keep the duration.
     store: Arc<dyn SessionStore>,
-    /// The same store unwrapped: what the calls go to while no recorder would keep their
-    /// durations ([`crate::metrics::timing`]).
-    direct: Arc<dyn SessionStore>,
     settings: ServerSettings,
     clock: Arc<dyn Clock>,
     events: Events,
@@ -114,8 +127,7 @@ impl ServerSessions {
     pub fn new(store: Arc<dyn SessionStore>, settings: ServerSettings) -> Self {
         Self {
             timeout: timeout::needed(&*store, settings.store_timeout),
-            store: Arc::new(Metered::new(store.clone())),
-            direct: store,
+            store,
             settings,
             clock: Arc::new(SystemClock),
             events: Events::default(),
@@ -186,16 +198,6 @@ impl ServerSessions {
         &self.settings
     }
 
-    /// The store to call now: timed only when a recorder would keep the duration, so that
-    /// without one a call costs no clock read and no wrapper.
-    fn calls(&self) -> &dyn SessionStore {
-        if crate::metrics::timing() {
-            &*self.store
-        } else {
-            &*self.direct
-        }
-    }
-
     /// Awaits a store call, bounded by `store_timeout` (by the store itself when it promises a
     /// deadline within it: one timer per call, no wrapper allocation).
     async fn guarded<T>(&self, call: impl Future<Output = StoreResult<T>>) -> Result<T> {
@@ -242,7 +244,7 @@ impl ServerSessions {
 
     async fn resolve(&self, id: TokenHash, key: Option<CacheKey>) -> Result<Principal> {
         let now = self.clock.now();
-        let Some(mut record) = self.guarded(self.calls().load(&id, now)).await? else {
+        let Some(mut record) = self.guarded(timed!(self.load(&id, now))).await? else {
             return Err(Error::new(ErrorKind::InvalidCredential));
         };
         if record.expires_at <= now || record.absolute_expires_at <= now {
@@ -254,7 +256,7 @@ impl ServerSessions {
         if since_seen >= self.settings.renewal_interval {
             let now = truncate_millis(now);
             let expires = (now + self.idle_of(&record)).min(record.absolute_expires_at);
-            if self.guarded(self.calls().touch(&id, now, expires)).await? {
+            if self.guarded(timed!(self.touch(&id, now, expires))).await? {
                 record.last_seen_at = now;
                 record.expires_at = expires;
             } else {
@@ -374,7 +376,7 @@ impl SessionStrategy for ServerSessions {
         let subject = spec.subject.clone();
         let (token, record) = self.new_record(spec, meta, options)?;
         match self
-            .guarded(self.calls().create(&record, self.settings.limit))
+            .guarded(timed!(self.create(&record, self.settings.limit)))
             .await?
         {
             CreateOutcome::Created { evicted } => {
@@ -409,7 +411,7 @@ impl SessionStrategy for ServerSessions {
         let (spec, reauthenticated) = change.into_parts();
         let old_id = Self::handle_of(current)?;
         let now = self.clock.now();
-        let Some(old) = self.guarded(self.calls().load(&old_id, now)).await? else {
+        let Some(old) = self.guarded(timed!(self.load(&old_id, now))).await? else {
             return Err(Error::new(ErrorKind::Revoked));
         };
         let token = OpaqueToken::generate()?;
@@ -441,7 +443,7 @@ impl SessionStrategy for ServerSessions {
             idle_timeout: old.idle_timeout,
             persistent: old.persistent,
         };
-        if !self.guarded(self.calls().rotate(&old_id, &record)).await? {
+        if !self.guarded(timed!(self.rotate(&old_id, &record))).await? {
             return Err(Error::new(ErrorKind::Revoked));
         }
         self.revoked_locally(&current.session().id).await;
@@ -460,7 +462,7 @@ impl SessionStrategy for ServerSessions {
 
     async fn logout(&self, current: &Principal) -> Result<()> {
         let id = Self::handle_of(current)?;
-        self.guarded(self.calls().delete(current.subject(), &id))
+        self.guarded(timed!(self.delete(current.subject(), &id)))
             .await?;
         self.revoked_locally(&current.session().id).await;
         self.events.emit(SecurityEvent::Logout {
@@ -471,7 +473,7 @@ impl SessionStrategy for ServerSessions {
     }
 
     async fn logout_all(&self, subject: &str) -> Result<u64> {
-        let count = self.guarded(self.calls().delete_all(subject)).await?;
+        let count = self.guarded(timed!(self.delete_all(subject))).await?;
         if let Some(cache) = &self.cache {
             // Sessions created before this instant are void on every instance.
             let epoch = truncate_millis(self.clock.now()) + Duration::from_millis(1);
@@ -486,7 +488,7 @@ impl SessionStrategy for ServerSessions {
 
     async fn list(&self, subject: &str) -> Result<Vec<SessionInfo>> {
         let records = self
-            .guarded(self.calls().list(subject, self.clock.now()))
+            .guarded(timed!(self.list(subject, self.clock.now())))
             .await?;
         Ok(records
             .into_iter()
@@ -504,7 +506,7 @@ impl SessionStrategy for ServerSessions {
         let Some(id) = TokenHash::from_handle(session_id) else {
             return Ok(false);
         };
-        let deleted = self.guarded(self.calls().delete(subject, &id)).await?;
+        let deleted = self.guarded(timed!(self.delete(subject, &id))).await?;
         if deleted {
             self.revoked_locally(session_id).await;
             self.events.emit(SecurityEvent::SessionRevoked {
@@ -518,7 +520,7 @@ impl SessionStrategy for ServerSessions {
     async fn verify_live(&self, current: &Principal) -> Result<()> {
         let id = Self::handle_of(current)?;
         match self
-            .guarded(self.calls().load(&id, self.clock.now()))
+            .guarded(timed!(self.load(&id, self.clock.now())))
             .await?
         {
             Some(_) => Ok(()),
@@ -536,7 +538,7 @@ impl SessionDataStore for ServerSessions {
     async fn load(&self, session: &Principal) -> Result<Option<String>> {
         let id = Self::handle_of(session)?;
         match self
-            .guarded(self.calls().load(&id, self.clock.now()))
+            .guarded(timed!(self.load(&id, self.clock.now())))
             .await?
         {
             Some(record) => Ok(record.data),
@@ -553,7 +555,7 @@ impl SessionDataStore for ServerSessions {
         let id = Self::handle_of(session)?;
         let now = self.clock.now();
         match self
-            .guarded(self.calls().update_data(&id, patch, limits, now))
+            .guarded(timed!(self.update_data(&id, patch, limits, now)))
             .await?
         {
             true => Ok(()),
@@ -594,7 +596,7 @@ impl SessionDataStore for ServerSessions {
             idle_timeout: None,
             persistent: true,
         };
-        match self.guarded(self.calls().create(&record, None)).await? {
+        match self.guarded(timed!(self.create(&record, None))).await? {
             CreateOutcome::Created { .. } => Ok(Some(self.issued(token, record))),
             _ => Err(Error::with_message(
                 ErrorKind::Internal,
@@ -605,7 +607,7 @@ impl SessionDataStore for ServerSessions {
 
     async fn discard_anonymous(&self, session: &Principal) -> Result<()> {
         let id = Self::handle_of(session)?;
-        self.guarded(self.calls().delete("", &id)).await?;
+        self.guarded(timed!(self.delete("", &id))).await?;
         self.revoked_locally(&session.session().id).await;
         Ok(())
     }
