@@ -98,6 +98,9 @@ enum Owner {
 pub(crate) struct DataState {
     owner: Owner,
     loaded: Option<BTreeMap<Box<str>, Box<RawValue>>>,
+    /// The text `loaded` was parsed from, when it was read from the strategy (not with the
+    /// principal): the saved patch's [`DataPatch::base`].
+    read: Option<Option<Arc<str>>>,
     patch: DataPatch,
     meta: Option<ClientMeta>,
 }
@@ -300,18 +303,24 @@ impl RequestContext {
                 _ => None,
             }
         };
-        let text: Option<Arc<str>> = match principal {
-            None => None,
+        let (text, read): (Option<Arc<str>>, bool) = match principal {
+            None => (None, false),
             Some(p) => match p.data() {
-                DataLoad::Loaded(text) => text.clone(),
+                DataLoad::Loaded(text) => (text.clone(), false),
                 DataLoad::Lazy => {
                     let store = self.shared.strategy.session_data().ok_or_else(no_data)?;
-                    store.load(&p).await?.map(Arc::from)
+                    (store.load(&p).await?.map(Arc::from), true)
                 }
             },
         };
         let map = parse(text.as_deref())?;
-        self.data.lock().loaded.get_or_insert(map);
+        let mut state = self.data.lock();
+        if state.loaded.is_none() {
+            state.loaded = Some(map);
+            if read {
+                state.read = Some(text);
+            }
+        }
         Ok(())
     }
 
@@ -329,7 +338,17 @@ impl RequestContext {
                 Owner::Session(p) => Some(p.clone()),
                 _ => None,
             };
-            (owner, std::mem::take(&mut state.patch), state.meta.take())
+            let mut patch = std::mem::take(&mut state.patch);
+            // What this request knows the stored data to be: a compare-and-set's first guess.
+            let base = match owner.as_ref().map(Principal::data) {
+                Some(DataLoad::Loaded(text)) => Some(text.clone()),
+                Some(DataLoad::Lazy) => state.read.take(),
+                None => None,
+            };
+            if let Some(base) = base {
+                patch = patch.with_base(base);
+            }
+            (owner, patch, state.meta.take())
         };
         if patch.is_empty() {
             return Ok(());
@@ -394,6 +413,7 @@ impl RequestContext {
                 state.patch = DataPatch::new();
             }
             state.owner = Owner::Session(principal.clone());
+            state.read = None;
         }
         if let (true, Some(anonymous)) = (carry, previous)
             && let Some(store) = self.shared.strategy.session_data()
@@ -408,6 +428,7 @@ impl RequestContext {
         let mut state = self.data.lock();
         state.patch = DataPatch::new();
         state.loaded = Some(BTreeMap::new());
+        state.read = None;
         state.owner = Owner::Nobody;
     }
 }

@@ -9,7 +9,7 @@
 //! data is the sum, over its keys, of the key's length plus the length of the value's JSON text,
 //! in bytes; [`DataLimits`] bounds it.
 
-use std::{collections::BTreeMap, fmt};
+use std::{collections::BTreeMap, fmt, sync::Arc};
 
 use serde_json::value::RawValue;
 
@@ -43,6 +43,8 @@ impl Default for DataLimits {
 #[derive(Clone, Default)]
 pub struct DataPatch {
     changes: BTreeMap<String, Option<Box<RawValue>>>,
+    /// The data as the request read it, when it did (see [`DataPatch::base`]).
+    base: Option<Option<Arc<str>>>,
 }
 
 impl fmt::Debug for DataPatch {
@@ -68,6 +70,20 @@ impl DataPatch {
     /// Removes `key`.
     pub fn remove(&mut self, key: impl Into<String>) {
         self.changes.insert(key.into(), None);
+    }
+
+    /// Records the data as this request read it (`None`: it had none), for [`base`](Self::base).
+    pub fn with_base(mut self, base: Option<Arc<str>>) -> Self {
+        self.base = Some(base);
+        self
+    }
+
+    /// The stored data as this request read it, if it did (`Some(None)`: there was none). A
+    /// store that writes with a compare-and-set can try it as the expected value first and save
+    /// a read. It may be stale by the time the store sees it: a store must not write on its
+    /// word, only compare against it.
+    pub fn base(&self) -> Option<Option<&str>> {
+        self.base.as_ref().map(Option::as_deref)
     }
 
     /// Whether the patch changes nothing.

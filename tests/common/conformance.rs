@@ -49,6 +49,7 @@ macro_rules! store_conformance {
             session_limit_concurrent_reject,
             session_data_round_trip,
             session_data_concurrent_writers_all_land,
+            session_data_stale_base_is_only_compared,
             session_data_limits_refuse_whole_patch,
             session_data_goes_with_the_session,
             session_data_rotate_carries_data,

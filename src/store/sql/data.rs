@@ -1,8 +1,8 @@
 //! Session and family data in the sql store: one JSON object text per session row
 //! (`keycard_sessions.data`) and per family row (`keycard_refresh_families.data`, so it goes
 //! with the family). Each change is read, merged ([`DataPatch::apply`]) and written back with a
-//! compare-and-set (two round trips), which holds if no other request changed the row in
-//! between; under contention, after a few lost races, in one transaction under the row's lock
+//! compare-and-set (two round trips; one when the request already read the data, see
+//! [`DataPatch::base`]), which holds if no other request changed the row in between; under contention, after a few lost races, in one transaction under the row's lock
 //! (`FOR UPDATE`; SQLite's writing transactions are exclusive), which always makes progress.
 
 use std::time::{Duration, SystemTime};
@@ -73,6 +73,15 @@ impl SqlStore {
         now: SystemTime,
     ) -> StoreResult<bool> {
         let live = Arg::Int(to_millis(now));
+        // First against the data as the request read it, if it did: one round trip when nobody
+        // changed it since. That text may be stale, so it is only ever compared against.
+        // (A limit exceeded against it is checked again against the stored data below.)
+        if let Some(base) = patch.base()
+            && let Ok(merged) = patch.apply(base, limits)
+            && self.swap(sql, key, live, merged.as_deref(), base).await?
+        {
+            return Ok(true);
+        }
         for _ in 0..SWAPS {
             let rows: Vec<(Option<Text>,)> = self.pool.rows(&sql.read, &[key, live]).await?;
             let Some((current,)) = rows.into_iter().next() else {
@@ -83,19 +92,29 @@ impl SqlStore {
             if merged == current {
                 return Ok(true);
             }
-            let args = [
-                Arg::OptText(merged.as_deref()),
-                key,
-                live,
-                Arg::OptText(current.as_deref()),
-            ];
-            if self.pool.run_repeatable(&sql.swap, &args).await? == 1 {
+            if self
+                .swap(sql, key, live, merged.as_deref(), current.as_deref())
+                .await?
+            {
                 return Ok(true);
             }
             // Another request changed the row (or it ended) in between: read it again.
         }
         self.merge_locked_retrying(sql, key, patch, limits, now)
             .await
+    }
+
+    /// Writes `merged` to the live row `key` if its data is still `expected`.
+    async fn swap(
+        &self,
+        sql: &DataSql,
+        key: Arg<'_>,
+        live: Arg<'_>,
+        merged: Option<&str>,
+        expected: Option<&str>,
+    ) -> StoreResult<bool> {
+        let args = [Arg::OptText(merged), key, live, Arg::OptText(expected)];
+        Ok(self.pool.run_repeatable(&sql.swap, &args).await? == 1)
     }
 
     /// [`SqlStore::merge_locked`], again when the database aborted it to break a deadlock:

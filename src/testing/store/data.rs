@@ -99,7 +99,8 @@ pub async fn session_data_concurrent_writers_all_land(store: Arc<dyn SessionStor
         let store = store.clone();
         let id = record.id;
         tokio::spawn(async move {
-            let patch = set(&[(&format!("key-{i}"), json!(i))]);
+            // Each writer read the session's data (none) before writing, as a request does.
+            let patch = set(&[(&format!("key-{i}"), json!(i))]).with_base(None);
             store
                 .update_data(&id, &patch, &DataLimits::default(), now())
                 .await
@@ -116,6 +117,47 @@ pub async fn session_data_concurrent_writers_all_land(store: Arc<dyn SessionStor
             "writer {i}'s key was lost"
         );
     }
+}
+
+/// A patch's [`base`](DataPatch::base), the data as the request read it, is only ever compared
+/// against: a stale one (another request wrote since) never overwrites what that request wrote.
+pub async fn session_data_stale_base_is_only_compared(store: Arc<dyn SessionStore>) {
+    let limits = DataLimits::default();
+    let mut record = session(&subject(), now(), secs(3600));
+    record.data = Some(r#"{"a":1}"#.into());
+    store.create(&record, None).await.unwrap();
+    // Another request adds `b` after this one read `{"a":1}`.
+    let other = set(&[("b", json!(2))]);
+    assert!(
+        store
+            .update_data(&record.id, &other, &limits, now())
+            .await
+            .unwrap()
+    );
+    let stale = set(&[("c", json!(3))]).with_base(Some(r#"{"a":1}"#.into()));
+    assert!(
+        store
+            .update_data(&record.id, &stale, &limits, now())
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        session_data(&store, &record.id).await,
+        json!({"a": 1, "b": 2, "c": 3}),
+        "the other request's key survives a write based on what was read before it"
+    );
+    // A base of "no data" while there is some: the same.
+    let none = remove(&["a"]).with_base(None);
+    assert!(
+        store
+            .update_data(&record.id, &none, &limits, now())
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        session_data(&store, &record.id).await,
+        json!({"b": 2, "c": 3})
+    );
 }
 
 /// A patch over a limit is refused whole ([`StoreErrorKind::TooLarge`]) and changes nothing.

@@ -48,6 +48,7 @@ pub use data::{
     family_data_lives_with_the_family, session_data_concurrent_writers_all_land,
     session_data_goes_with_the_session, session_data_limits_refuse_whole_patch,
     session_data_rotate_carries_data, session_data_round_trip,
+    session_data_stale_base_is_only_compared,
 };
 pub use refresh::{
     refresh_concurrent_grace_retries_leave_one_head, refresh_concurrent_rotation_has_one_winner,
@@ -86,6 +87,7 @@ pub async fn session_store(store: Arc<dyn SessionStore>) {
     session_limit_concurrent_reject(store.clone()).await;
     session_data_round_trip(store.clone()).await;
     session_data_concurrent_writers_all_land(store.clone()).await;
+    session_data_stale_base_is_only_compared(store.clone()).await;
     session_data_limits_refuse_whole_patch(store.clone()).await;
     session_data_goes_with_the_session(store.clone()).await;
     session_data_rotate_carries_data(store).await;
