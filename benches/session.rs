@@ -72,9 +72,12 @@ async fn read_data(data: SessionData) -> Result<String, Rejection> {
         .map(Option::unwrap_or_default)
 }
 
-/// A session-data write: one per-key patch saved after the handler.
+/// A session-data write: one per-key patch saved after the handler, a new value each time (so
+/// that every request really changes the stored data).
 async fn write_data(data: SessionData) -> Result<&'static str, Rejection> {
-    data.insert("seen", &true).await?;
+    static VISITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let visit = VISITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    data.insert("visits", &visit).await?;
     Ok("ok")
 }
 
