@@ -204,69 +204,72 @@ async fn sql_store(url: &str) -> Arc<keycard::store::sql::SqlStore> {
     )
 }
 
+/// Instance A over `a` and instance B over `b` (two connections to one store, as two processes
+/// would have), through the whole flow.
+async fn over<S>(a: Arc<S>, b: Arc<S>, revocation_limit: Duration)
+where
+    S: SessionStore + RevocationStore + 'static,
+{
+    let a = instance("A", a.clone(), a).await;
+    let b = instance("B", b.clone(), b).await;
+    data_crosses_instances(a, b, revocation_limit).await;
+}
+
+/// Two Redis stores under one fresh key prefix: to the node at `url`, or to the cluster.
+#[cfg(feature = "redis")]
+async fn redis_pair(cluster: Option<Vec<String>>) -> [Arc<keycard::store::redis::RedisStore>; 2] {
+    use keycard::store::redis::{RedisOptions, RedisStore};
+    let prefix = crate::common::redis_support::unique_prefix();
+    let connect = async || {
+        let mut o = RedisOptions::default();
+        o.key_prefix = prefix.clone();
+        let store = match &cluster {
+            Some(urls) => RedisStore::connect_cluster_with(urls, o).await,
+            None => RedisStore::connect_with(&crate::common::redis_url(), o).await,
+        };
+        Arc::new(store.expect("redis"))
+    };
+    [connect().await, connect().await]
+}
+
 #[cfg(feature = "redis")]
 #[tokio::test]
 async fn redis() {
-    use keycard::store::redis::{RedisOptions, RedisStore};
-    let url = crate::common::redis_url();
-    let prefix = crate::common::redis_support::unique_prefix();
-    // Two connections (and two pub/sub feeds), as two processes would have.
-    let mut stores = Vec::new();
-    for _ in 0..2 {
-        let mut o = RedisOptions::default();
-        o.key_prefix = prefix.clone();
-        stores.push(Arc::new(
-            RedisStore::connect_with(&url, o).await.expect("redis"),
-        ));
-    }
-    let (sa, sb) = (stores[0].clone(), stores[1].clone());
-    let a = instance("A", sa.clone(), sa).await;
-    let b = instance("B", sb.clone(), sb).await;
-    data_crosses_instances(a, b, Duration::from_millis(100)).await;
+    let [a, b] = redis_pair(None).await;
+    over(a, b, Duration::from_millis(100)).await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn redis_cluster() {
+    let urls = crate::common::redis_support::cluster::Cluster::shared().urls();
+    let [a, b] = redis_pair(Some(urls)).await;
+    over(a, b, Duration::from_millis(100)).await;
 }
 
 #[cfg(feature = "postgres")]
 #[tokio::test]
 async fn postgres() {
     let url = crate::common::pg_url();
-    let (sa, sb) = (sql_store(&url).await, sql_store(&url).await);
-    let a = instance("A", sa.clone(), sa).await;
-    let b = instance("B", sb.clone(), sb).await;
-    data_crosses_instances(a, b, Duration::from_millis(100)).await;
+    over(
+        sql_store(&url).await,
+        sql_store(&url).await,
+        Duration::from_millis(100),
+    )
+    .await;
 }
 
-/// MySQL has no push channel either: revocations reach the other instance by polling.
+/// MySQL has no push channel: revocations reach the other instance by polling.
 #[cfg(feature = "mysql")]
 #[tokio::test]
 async fn mysql() {
     let url = crate::common::mysql_url();
-    let (sa, sb) = (sql_store(&url).await, sql_store(&url).await);
-    let a = instance("A", sa.clone(), sa).await;
-    let b = instance("B", sb.clone(), sb).await;
-    data_crosses_instances(a, b, Duration::from_secs(1)).await;
-}
-
-/// Redis Cluster: the shared test cluster, each instance with its own cluster connection.
-#[cfg(feature = "redis")]
-#[tokio::test]
-async fn redis_cluster() {
-    use keycard::store::redis::{RedisOptions, RedisStore};
-    let urls = crate::common::redis_support::cluster::Cluster::shared().urls();
-    let prefix = crate::common::redis_support::unique_prefix();
-    let mut stores = Vec::new();
-    for _ in 0..2 {
-        let mut o = RedisOptions::default();
-        o.key_prefix = prefix.clone();
-        stores.push(Arc::new(
-            RedisStore::connect_cluster_with(&urls, o)
-                .await
-                .expect("redis cluster"),
-        ));
-    }
-    let (sa, sb) = (stores[0].clone(), stores[1].clone());
-    let a = instance("A", sa.clone(), sa).await;
-    let b = instance("B", sb.clone(), sb).await;
-    data_crosses_instances(a, b, Duration::from_millis(100)).await;
+    over(
+        sql_store(&url).await,
+        sql_store(&url).await,
+        Duration::from_secs(1),
+    )
+    .await;
 }
 
 /// SQLite has no push channel: data is read from the file on every request that asks for it, and
@@ -281,8 +284,10 @@ async fn sqlite_file() {
         dir.display(),
         crate::common::random_id().unwrap()
     );
-    let (sa, sb) = (sql_store(&url).await, sql_store(&url).await);
-    let a = instance("A", sa.clone(), sa).await;
-    let b = instance("B", sb.clone(), sb).await;
-    data_crosses_instances(a, b, Duration::from_secs(1)).await;
+    over(
+        sql_store(&url).await,
+        sql_store(&url).await,
+        Duration::from_secs(1),
+    )
+    .await;
 }
