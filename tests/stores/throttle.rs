@@ -301,48 +301,29 @@ mod sqlite {
     }
 }
 
+/// A pooled SQL throttle store at `url` (8 connections, for the races).
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+async fn sql_server_store(url: &str) -> Arc<dyn ThrottleStore> {
+    use keycard::store::sql::{SqlOptions, SqlStore};
+    let mut options = SqlOptions::default();
+    options.max_connections = 8;
+    Arc::new(SqlStore::connect(url, options).await.unwrap())
+}
+
 #[cfg(feature = "postgres")]
 mod postgres {
-    use std::sync::Arc;
-
-    use keycard::store::{
-        ThrottleStore,
-        sql::{SqlOptions, SqlStore},
-    };
-
-    async fn store() -> Arc<dyn ThrottleStore> {
-        let mut options = SqlOptions::default();
-        options.max_connections = 8;
-        Arc::new(
-            SqlStore::connect(&crate::common::pg_url(), options)
-                .await
-                .unwrap(),
-        )
-    }
-
-    throttle_suite!("PostgreSQL", store().await);
+    throttle_suite!(
+        "PostgreSQL",
+        super::sql_server_store(&crate::common::pg_url()).await
+    );
 }
 
 #[cfg(feature = "mysql")]
 mod mysql {
-    use std::sync::Arc;
-
-    use keycard::store::{
-        ThrottleStore,
-        sql::{SqlOptions, SqlStore},
-    };
-
-    async fn store() -> Arc<dyn ThrottleStore> {
-        let mut options = SqlOptions::default();
-        options.max_connections = 8;
-        Arc::new(
-            SqlStore::connect(&crate::common::mysql_url(), options)
-                .await
-                .unwrap(),
-        )
-    }
-
-    throttle_suite!("MySQL/MariaDB", store().await);
+    throttle_suite!(
+        "MySQL/MariaDB",
+        super::sql_server_store(&crate::common::mysql_url()).await
+    );
 }
 
 #[cfg(feature = "redis")]
